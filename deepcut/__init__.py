@@ -1,0 +1,1 @@
+"""DeepCut: unsupervised segmentation by GNN clustering of self-supervised ViT features."""
