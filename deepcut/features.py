@@ -1,0 +1,59 @@
+"""Stage 1b: images -> patch features of one facet (key, query, value or token) of one block.
+
+Follows the DINO-ViT-features extractor the paper uses: hook the block's qkv projection, keep the
+chosen facet with all heads concatenated, drop the CLS and register tokens.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+FACETS = ("key", "query", "value", "token")
+
+
+def resize(image: Image.Image, resolution: int, patch: int, mode: str = "square") -> Image.Image:
+    """Resize with LANCZOS (paper: 280x280). `short_side` keeps the aspect ratio; both sides are
+    rounded down to a multiple of the patch size, so the ViT sees whole patches."""
+    if mode == "square":
+        h = w = resolution
+    elif mode == "short_side":
+        scale = resolution / min(image.size)
+        w, h = round(image.width * scale), round(image.height * scale)
+    else:
+        raise ValueError(f"backbone.resize={mode!r}: use 'square' or 'short_side'")
+    w, h = max(patch, w // patch * patch), max(patch, h // patch * patch)
+    return image.resize((w, h), Image.LANCZOS)
+
+
+def to_tensor(image: Image.Image, mean, std) -> torch.Tensor:
+    x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    return (x - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
+
+
+def grid_size(height: int, width: int, patch: int, stride: int) -> tuple[int, int]:
+    """Patch grid of a conv with kernel `patch` and stride `stride` (no padding)."""
+    return (height - patch) // stride + 1, (width - patch) // stride + 1
+
+
+@torch.no_grad()
+def extract(model: torch.nn.Module, images: torch.Tensor, facet: str = "key") -> torch.Tensor:
+    """(B, 3, H, W) normalised images -> (B, h*w, C) patch features of the model's last block
+    (create_backbone has already cut the model after the requested layer)."""
+    if facet not in FACETS:
+        raise ValueError(f"backbone.facet={facet!r}: use one of {FACETS}")
+    block = model.blocks[-1]
+    captured = {}
+    if facet == "token":
+        handle = block.register_forward_hook(lambda m, i, o: captured.setdefault("x", o))
+    else:
+        handle = block.attn.qkv.register_forward_hook(lambda m, i, o: captured.setdefault("x", o))
+    try:
+        model.forward_features(images)
+    finally:
+        handle.remove()
+    x = captured["x"]
+    if facet != "token":
+        b, t, _ = x.shape  # qkv output is (B, T, 3*C) laid out as (3, heads, head_dim)
+        x = x.reshape(b, t, 3, -1)[:, :, ("query", "key", "value").index(facet)]
+    return x[:, model.num_prefix_tokens:].float()

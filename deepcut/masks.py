@@ -1,0 +1,63 @@
+"""Stage 5: patch labels -> contiguous labels, foreground mask, boxes.
+
+The background is the cluster that covers most of the image border (the one-patch-wide frame
+of the patch grid): salient objects rarely fill the frame, the scene behind them usually does.
+Ties go to the cluster that is larger overall. Every function is tensor in, tensor out.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+
+def border_counts(labels: torch.Tensor, num_labels: int) -> torch.Tensor:
+    """How many frame cells of the (h, w) grid each label covers."""
+    frame = torch.ones_like(labels, dtype=torch.bool)
+    frame[1:-1, 1:-1] = False
+    return torch.bincount(labels[frame].flatten(), minlength=num_labels)
+
+
+def relabel_background_first(labels: torch.Tensor) -> torch.Tensor:
+    """Contiguous labels: 0 = the border (background) cluster, then 1, 2, ... by decreasing size.
+
+    Works for any K and any label values (empty clusters vanish), so the output of every mode and
+    loss has the same meaning.
+    """
+    values, inverse = torch.unique(labels, return_inverse=True)
+    k = len(values)
+    size = torch.bincount(inverse.flatten(), minlength=k)
+    border = border_counts(inverse, k)
+    # Sort key: background by border coverage (size breaks ties), the rest by size.
+    background = int(torch.argmax(border * (size.sum() + 1) + size))
+    rest = [int(i) for i in torch.argsort(size, descending=True, stable=True) if int(i) != background]
+    order = torch.empty(k, dtype=torch.long)
+    order[background] = 0
+    for new, old in enumerate(rest, start=1):
+        order[old] = new
+    return order[inverse]
+
+
+def largest_component(mask: torch.Tensor) -> torch.Tensor:
+    """Keep only the largest 4-connected component of a boolean mask (empty stays empty)."""
+    components, n = ndimage.label(mask.cpu().numpy())
+    if n <= 1:
+        return mask
+    sizes = np.bincount(components.ravel())[1:]
+    return torch.from_numpy(components == (1 + int(np.argmax(sizes)))).to(mask.device)
+
+
+def upsample_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Nearest-neighbour upsampling of an (h, w) label map to the image size (H, W)."""
+    return F.interpolate(labels[None, None].float(), size=size, mode="nearest")[0, 0].long()
+
+
+def mask_to_box(mask: torch.Tensor) -> torch.Tensor | None:
+    """Box (x0, y0, x1, y1) of the largest component of a boolean mask, in pixel edges
+    (x1, y1 exclusive), or None when the mask is empty."""
+    mask = largest_component(mask)
+    ys, xs = torch.nonzero(mask, as_tuple=True)
+    if len(xs) == 0:
+        return None
+    return torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()
