@@ -1,0 +1,210 @@
+"""The field's metrics, computed as the reference codebases compute them.
+
+Single-object segmentation follows TokenCut's ``unsupervised_saliency_detection/metric.py`` (the same
+code as Deep Spectral Methods' ``object-segmentation/metrics.py``), localisation follows LOST's
+CorLoc, part segmentation follows Choudhury et al. 2021's CUB notebook. Masks and scores are numpy
+arrays or CPU tensors; every function is pure.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+
+def _mask(x) -> np.ndarray:
+    # TokenCut binarises both prediction and ground truth with `> 0.5` (0.5 itself is background).
+    return np.asarray(x) > 0.5
+
+
+# ---------------------------------------------------------------- single-object segmentation
+
+
+def iou(pred, gt) -> float:
+    """Jaccard index of two binary masks (floats are thresholded at > 0.5).
+
+    Both empty -> 1.0 (nothing to find, nothing found); one empty -> 0.0. TokenCut returns NaN and
+    DSM 0 when both are empty; the saliency benchmarks never have an empty ground truth.
+    """
+    p, g = _mask(pred), _mask(gt)
+    union = np.logical_or(p, g).sum()
+    return 1.0 if union == 0 else float(np.logical_and(p, g).sum() / union)
+
+
+def pixel_accuracy(pred, gt) -> float:
+    """Fraction of pixels where the binarised prediction equals the ground truth."""
+    return float(np.mean(_mask(pred) == _mask(gt)))
+
+
+def f_beta_curves(score, gt, thresholds: int = 255) -> tuple[np.ndarray, np.ndarray]:
+    """Precision and recall of ``score > t`` for TokenCut's ``t in np.arange(0, 1, 1/thresholds)``.
+
+    With 255 bins these are t = k/255, k = 0..254 (t = 0 included; DSM drops it and keeps 254). The
+    thresholds are built with ``np.arange`` exactly as TokenCut does, because 8-bit score maps take
+    the values k/255 and ``k/255`` differs from ``k * (1/255)`` by an ulp for some k. A binary mask is
+    a score map of 0/1, so every threshold gives the same mask.
+
+    Empty prediction -> precision 1; empty ground truth -> recall 1 (TokenCut/DSM; the SOD toolboxes'
+    ``+eps`` gives precision 0 instead, which changes the precision curve but never Fβ, since recall
+    is then 0 and Fβ is 0 either way).
+    """
+    s = np.asarray(score, dtype=np.float64).ravel()
+    g = _mask(gt).ravel()
+    n_gt = g.sum()
+    t = np.arange(0.0, 1.0, 1.0 / thresholds)
+    # Pixels above each threshold, counted by binary search on the sorted scores instead of
+    # building a (thresholds, pixels) boolean array.
+    predicted = s.size - np.searchsorted(np.sort(s), t, side="right")
+    true_pos = n_gt - np.searchsorted(np.sort(s[g]), t, side="right")
+    precision = np.where(predicted == 0, 1.0, true_pos / np.maximum(predicted, 1))
+    recall = np.where(n_gt == 0, 1.0, true_pos / max(n_gt, 1))
+    return precision, recall
+
+
+def f_beta(precision, recall, beta2: float = 0.3):
+    """Fβ = (1 + β²) P R / (β² P + R), with 0/0 -> 0 as in TokenCut's ``F_score``."""
+    p, r = np.asarray(precision, dtype=np.float64), np.asarray(recall, dtype=np.float64)
+    den = beta2 * p + r
+    return np.divide((1 + beta2) * p * r, den, out=np.zeros(np.broadcast(p, r).shape), where=den > 0)
+
+
+def max_f_beta(precisions, recalls, beta2: float = 0.3) -> float:
+    """maxFβ of a data set from per-image curves stacked as (n_images, n_thresholds).
+
+    TokenCut's and DSM's ``F_max``: Fβ per image and threshold, then the mean over images per
+    threshold, then the max over thresholds. (Some SOD toolboxes instead average P and R over images
+    first, which gives a different number.) For binary predictions all thresholds give the same mask, so
+    maxFβ is simply the mean over images of each image's Fβ.
+    """
+    return float(f_beta(precisions, recalls, beta2).mean(axis=0).max())
+
+
+class SegmentationMeter:
+    """Accumulates per-image curves, because maxFβ cannot be averaged from per-image values."""
+
+    def __init__(self, thresholds: int = 255, beta2: float = 0.3):
+        self.thresholds, self.beta2 = thresholds, beta2
+        self.ious, self.accs, self.precisions, self.recalls = [], [], [], []
+
+    def update(self, score_or_mask, gt) -> dict:
+        """Adds one image; returns its iou, acc and Fβ of the mask ``score > 0.5``."""
+        p, r = f_beta_curves(score_or_mask, gt, self.thresholds)
+        self.precisions.append(p)
+        self.recalls.append(r)
+        self.ious.append(iou(score_or_mask, gt))
+        self.accs.append(pixel_accuracy(score_or_mask, gt))
+        # A mask's curve is flat, so its single threshold t = 0 reads the mask itself.
+        p5, r5 = f_beta_curves(_mask(score_or_mask), gt, thresholds=1)
+        f5 = float(f_beta(p5, r5, self.beta2)[0])
+        return {"iou": self.ious[-1], "acc": self.accs[-1], "f_beta": f5}
+
+    def compute(self) -> dict:
+        return {
+            "miou": float(np.mean(self.ious)),
+            "acc": float(np.mean(self.accs)),
+            "max_f_beta": max_f_beta(self.precisions, self.recalls, self.beta2),
+            "n": len(self.ious),
+        }
+
+
+# ---------------------------------------------------------------- object localisation
+
+
+def voc_box_to_edges(xmin, ymin, xmax, ymax) -> np.ndarray:
+    """VOC XML boxes (1-based inclusive pixel indices) -> 0-based pixel edges.
+
+    The pixel with 1-based index i spans [i - 1, i), so (1, 1, W, H) is the whole image
+    [0, 0, W, H]. This is exactly LOST's/TokenCut's ``extract_gt_VOC``.
+    """
+    return np.array([xmin - 1, ymin - 1, xmax, ymax], dtype=np.float64)
+
+
+def box_iou(boxes_a, boxes_b) -> np.ndarray:
+    """Pairwise IoU (n, m) of boxes (x0, y0, x1, y1) given as pixel edges, x1 and y1 exclusive.
+
+    A box's area is (x1 - x0)(y1 - y0) with no +1: the one-pixel box at (0, 0) is [0, 0, 1, 1].
+    LOST/TokenCut use the same edges (their VOC loader subtracts 1 from xmin, ymin) but add 1e-7 to
+    heights and unions, which turns an exact IoU of 0.5 into a miss; here IoU is exact. Pairs with
+    zero union (two empty boxes) get 0.
+    """
+    a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)[:, None]
+    b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)[None]
+    wh = np.clip(np.minimum(a[..., 2:], b[..., 2:]) - np.maximum(a[..., :2], b[..., :2]), 0, None)
+    inter = wh.prod(-1)
+
+    def area(x):
+        return np.clip(x[..., 2:] - x[..., :2], 0, None).prod(-1)
+
+    union = area(a) + area(b) - inter
+    return np.divide(inter, union, out=np.zeros(inter.shape), where=union > 0)
+
+
+def corloc_hit(pred_box, gt_boxes) -> bool:
+    """LOST's CorLoc test: IoU >= 0.5 with any ground-truth box.
+
+    No prediction (None) and no ground-truth box are misses. LOST skips images without boxes (only
+    possible with its ``--no_hard`` setting), so callers following it should drop them rather than
+    count them.
+    """
+    if pred_box is None or len(gt_boxes) == 0:
+        return False
+    return bool((box_iou(pred_box, gt_boxes) >= 0.5).any())
+
+
+# ---------------------------------------------------------------- part segmentation
+
+
+def parts_nmi_ari(pred_labels_list, keypoints_list) -> tuple[float, float]:
+    """NMI and ARI between keypoint ids and the part labels found under them (Choudhury et al. 2021).
+
+    ``pred_labels_list``: int label maps (H, W), 0 = background, the same id meaning the same part in
+    every image. ``keypoints_list``: per image a (K, 3) array of (x, y, visible) in that map's
+    pixels; the ground-truth label of a keypoint is its row index (CUB's 15 parts).
+
+    Only visible keypoints count, pooled over the whole data set. The label is read at pixel
+    (floor(y), floor(x)), clipped to the map, which is what the notebook's ``grid_sample(mode=
+    'nearest', align_corners=False)`` reads except at exact integer ties. A keypoint on background
+    gets label 0, i.e. background is one more cluster: the notebook's ``preds_w_bg`` variant, which
+    it uses for both scores on full images (a hard label map has no foreground-only argmax). Returns
+    fractions with sklearn's defaults (arithmetic-mean NMI); the papers report x100.
+    """
+    preds, gts = [], []
+    for labels, kps in zip(pred_labels_list, keypoints_list):
+        labels, kps = np.asarray(labels), np.asarray(kps, dtype=np.float64)
+        h, w = labels.shape
+        visible = kps[:, 2] > 0.5  # the notebook's visibility test
+        cols = np.clip(np.floor(kps[visible, 0]).astype(int), 0, w - 1)
+        rows = np.clip(np.floor(kps[visible, 1]).astype(int), 0, h - 1)
+        preds.append(labels[rows, cols])
+        gts.append(np.flatnonzero(visible))
+    gt, pred = np.concatenate(gts), np.concatenate(preds)
+    return float(normalized_mutual_info_score(gt, pred)), float(adjusted_rand_score(gt, pred))
+
+
+# ---------------------------------------------------------------- aggregation
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Means of every numeric metric over per-image rows, plus ``n_images`` and ``n_failed``.
+
+    Missing keys, None and NaN are left out of that key's mean (a metric whose values are all NaN
+    gives NaN); non-numeric values (names, errors) are ignored. A row is failed when its "error" is
+    non-empty; its missing metrics are not counted, so failures show up in ``n_failed``, not in the
+    means. The per-image "corloc" is a hit (bool) and is reported as a percentage.
+    """
+    values: dict[str, list[float]] = {}
+    for row in rows:
+        for key, v in row.items():
+            if isinstance(v, (numbers.Real, np.bool_)):  # bools too: per-image hits
+                values.setdefault(key, []).append(float(v))
+    out = {}
+    for key, vs in values.items():
+        finite = [v for v in vs if not math.isnan(v)]
+        out[key] = float(np.mean(finite)) if finite else math.nan
+    if "corloc" in out:
+        out["corloc"] *= 100
+    out["n_images"] = len(rows)
+    out["n_failed"] = sum(bool(row.get("error")) for row in rows)
+    return out

@@ -1,0 +1,224 @@
+"""Every metric against values worked out by hand on tiny arrays."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+from deepcut.metrics import (
+    SegmentationMeter,
+    box_iou,
+    corloc_hit,
+    f_beta,
+    f_beta_curves,
+    iou,
+    max_f_beta,
+    parts_nmi_ari,
+    pixel_accuracy,
+    summarize,
+    voc_box_to_edges,
+)
+
+# --------------------------------------------------------------------- iou / accuracy
+
+
+def test_iou_and_accuracy_of_a_float_prediction():
+    pred = np.array([[0.2, 0.7], [0.9, 0.4]])  # > 0.5 -> [[0, 1], [1, 0]]
+    gt = np.array([[0, 0], [1, 1]])
+    # intersection {(1,0)} = 1, union {(0,1), (1,0), (1,1)} = 3
+    assert iou(pred, gt) == pytest.approx(1 / 3)
+    # agree at (0,0) and (1,0): 2 of 4
+    assert pixel_accuracy(pred, gt) == pytest.approx(0.5)
+
+
+def test_threshold_is_strict_and_tensors_are_accepted():
+    # 0.5 is background (TokenCut's `> 0.5`), so the prediction is empty.
+    assert iou(torch.tensor([0.5, 0.5]), torch.tensor([1, 0])) == 0.0
+
+
+@pytest.mark.parametrize(
+    "pred, gt, expected_iou, expected_acc",
+    [
+        ([0, 0, 0, 0], [1, 1, 0, 0], 0.0, 0.5),  # empty prediction: 0 / 2; agree on 2 of 4
+        ([1, 0, 0, 0], [0, 0, 0, 0], 0.0, 0.75),  # empty gt: 0 / 1; agree on 3 of 4
+        ([0, 0, 0, 0], [0, 0, 0, 0], 1.0, 1.0),  # both empty: defined as 1
+        ([1, 1, 1, 1], [1, 1, 0, 0], 0.5, 0.5),  # full image: 2 / 4
+        ([1, 1, 0, 0], [1, 1, 0, 0], 1.0, 1.0),
+    ],
+)
+def test_iou_and_accuracy_edge_cases(pred, gt, expected_iou, expected_acc):
+    assert iou(np.array(pred), np.array(gt)) == expected_iou
+    assert pixel_accuracy(np.array(pred), np.array(gt)) == expected_acc
+
+
+# --------------------------------------------------------------------- precision / recall curves
+
+
+def test_curves_of_a_soft_score():
+    score = np.array([0.0, 0.3, 0.7, 1.0])
+    gt = np.array([0, 0, 1, 1])
+    p, r = f_beta_curves(score, gt)
+    assert p.shape == r.shape == (255,)
+    # t = k/255. k = 0..76 (t < 0.3 = 76.5/255): pred {0.3, 0.7, 1.0} -> P = 2/3, R = 1
+    # k = 77..178 (t < 0.7 = 178.5/255):  pred {0.7, 1.0} -> P = 1, R = 1
+    # k = 179..254 (t < 1):               pred {1.0}      -> P = 1, R = 1/2
+    np.testing.assert_allclose(p, [2 / 3] * 77 + [1] * 102 + [1] * 76)
+    np.testing.assert_allclose(r, [1] * 77 + [1] * 102 + [0.5] * 76)
+
+
+def test_a_score_equal_to_the_threshold_is_background():
+    # Score exactly 51/255 (an 8-bit map) is foreground for k < 51 and background from t = 51/255 on.
+    score = np.array([51 / 255, 0.0])
+    _, r = f_beta_curves(score, np.array([1, 0]))
+    assert r[:51].all() and not r[51:].any()
+
+
+def test_curves_edge_cases():
+    # Empty prediction, non-empty gt: P = 1 (TokenCut), R = 0 -> F = 0 at every threshold.
+    p, r = f_beta_curves(np.zeros(4), np.array([1, 0, 0, 0]))
+    assert (p == 1).all() and (r == 0).all() and (f_beta(p, r) == 0).all()
+    # Empty gt, prediction {1.0}: TP = 0 -> P = 0 / 1 = 0, R = 1 (TokenCut) -> F = 0.
+    p, r = f_beta_curves(np.array([0.0, 1.0]), np.zeros(2))
+    assert (p == 0).all() and (r == 1).all() and (f_beta(p, r) == 0).all()
+    # Both empty: P = R = 1 -> F = 1.
+    p, r = f_beta_curves(np.zeros(3), np.zeros(3))
+    assert (f_beta(p, r) == 1).all()
+    # Full image, gt 1 of 4: P = 1/4, R = 1.
+    p, r = f_beta_curves(np.ones(4), np.array([1, 0, 0, 0]))
+    assert (p == 0.25).all() and (r == 1).all()
+
+
+def test_f_beta_by_hand():
+    # P = 1, R = 1/2: 1.3 * 0.5 / (0.3 + 0.5) = 0.65 / 0.8 = 13/16; 0/0 -> 0.
+    np.testing.assert_allclose(f_beta([1.0, 0.0], [0.5, 0.0]), [13 / 16, 0.0])
+
+
+# --------------------------------------------------------------------- maxFβ
+
+
+def test_max_f_beta_averages_f_over_images_not_p_and_r():
+    # Image A: P = 1, R = 1/2 -> F = 0.65 / 0.80 = 13/16.
+    # Image B: P = 1/2, R = 1 -> F = 0.65 / 1.15 = 13/23.
+    # TokenCut/DSM: mean F = (13/16 + 13/23) / 2 = 13 * 39 / 736 = 507/736 ~= 0.6889.
+    # Averaging P and R first would give P = R = 3/4 -> F = 3/4 instead.
+    a_score, a_gt = np.array([1, 0, 0, 0]), np.array([1, 1, 0, 0])
+    b_score, b_gt = np.array([1, 1, 0, 0]), np.array([1, 0, 0, 0])
+    curves = [f_beta_curves(a_score, a_gt), f_beta_curves(b_score, b_gt)]
+    precisions, recalls = np.stack([c[0] for c in curves]), np.stack([c[1] for c in curves])
+    assert max_f_beta(precisions, recalls) == pytest.approx(507 / 736)
+    assert max_f_beta(precisions, recalls) != pytest.approx(0.75)
+
+
+def test_max_f_beta_takes_the_best_threshold_of_the_mean():
+    # Two images, two thresholds. F per image: threshold 0 -> [1, 0], threshold 1 -> [13/16, 13/16].
+    # Means: 1/2 and 13/16; the max is 13/16 (the per-image maxima would average to 29/32).
+    precisions = np.array([[1.0, 1.0], [0.0, 1.0]])
+    recalls = np.array([[1.0, 0.5], [0.0, 0.5]])
+    assert max_f_beta(precisions, recalls) == pytest.approx(13 / 16)
+
+
+def test_segmentation_meter():
+    meter = SegmentationMeter()
+    # Image A above: pred [1,0,0,0], gt [1,1,0,0]: IoU 1/2, acc 3/4, F 13/16.
+    row = meter.update(np.array([1.0, 0, 0, 0]), np.array([1, 1, 0, 0]))
+    assert row == pytest.approx({"iou": 0.5, "acc": 0.75, "f_beta": 13 / 16})
+    # Image B as a soft map: > 0.5 gives [1,1,0,0] vs gt [1,0,0,0]: IoU 1/2, acc 3/4, F 13/23.
+    # Its curve: t < 0.3 -> pred [1,1,1,0] (P 1/3, R 1); t < 0.6 -> [1,1,0,0]; t < 0.9 -> [1,0,0,0].
+    row = meter.update(np.array([0.9, 0.6, 0.3, 0.0]), np.array([1, 0, 0, 0]))
+    assert row == pytest.approx({"iou": 0.5, "acc": 0.75, "f_beta": 13 / 23})
+    out = meter.compute()
+    # At t in [0.6, 0.9) image B is perfect (F = 1): max mean F = (13/16 + 1) / 2 = 29/32.
+    assert out == pytest.approx({"miou": 0.5, "acc": 0.75, "max_f_beta": 29 / 32, "n": 2})
+
+
+# --------------------------------------------------------------------- boxes
+
+
+def test_voc_conversion():
+    # The single top-left pixel (1-based inclusive 1..1) is the edge box [0, 0, 1, 1] of area 1.
+    np.testing.assert_array_equal(voc_box_to_edges(1, 1, 1, 1), [0, 0, 1, 1])
+    # A whole 500x375 image, (1, 1, 500, 375), is [0, 0, 500, 375].
+    np.testing.assert_array_equal(voc_box_to_edges(1, 1, 500, 375), [0, 0, 500, 375])
+    assert box_iou(voc_box_to_edges(1, 1, 1, 1), [[0, 0, 1, 1]])[0, 0] == 1.0
+
+
+def test_box_iou_by_hand():
+    a = [[0, 0, 2, 2], [0, 0, 4, 4]]
+    b = [[1, 1, 3, 3], [2, 0, 4, 2], [1, 1, 3, 3], [5, 5, 6, 6]]
+    # [0,0,2,2] vs [1,1,3,3]: inter 1, union 4 + 4 - 1 = 7
+    # [0,0,2,2] vs [2,0,4,2]: touching edges, inter 0
+    # [0,0,4,4] vs [1,1,3,3]: nested, inter 4, union 16
+    # [0,0,4,4] vs [2,0,4,2]: inter 4, union 16
+    # [5,5,6,6] is disjoint from both
+    expected = [[1 / 7, 0, 1 / 7, 0], [1 / 4, 1 / 4, 1 / 4, 0]]
+    np.testing.assert_allclose(box_iou(a, b), expected)
+    assert box_iou(np.zeros((0, 4)), b).shape == (0, 4)
+
+
+def test_corloc_hit():
+    pred = np.array([0, 0, 10, 10])
+    # First gt box disjoint; second: inter 100, union 100 + 200 - 100 = 200 -> exactly 0.5, a hit.
+    assert corloc_hit(pred, np.array([[20, 20, 30, 30], [0, 0, 10, 20]]))
+    # 100 / 210 < 0.5: a miss.
+    assert not corloc_hit(pred, np.array([[20, 20, 30, 30], [0, 0, 10, 21]]))
+    assert not corloc_hit(None, np.array([[0, 0, 10, 10]]))
+    assert not corloc_hit(pred, np.zeros((0, 4)))
+
+
+# --------------------------------------------------------------------- parts
+
+
+LABELS = np.array([[0, 1, 1], [0, 1, 2]])
+
+
+def test_parts_perfect_relabelled_partition():
+    # Keypoint k always lands on part 3 - k: a relabelling, so NMI = ARI = 1.
+    labels = np.array([[3, 2, 1]])
+    kps = np.array([[0.5, 0.5, 1], [1.5, 0.5, 1], [2.5, 0.5, 1]])
+    nmi, ari = parts_nmi_ari([labels, labels], [kps, kps])
+    assert nmi == pytest.approx(1.0) and ari == pytest.approx(1.0)
+
+
+def test_parts_by_hand():
+    img1 = np.array([[1.7, 0.2, 1],  # floor -> row 0, col 1 -> part 1
+                     [3.0, 0.0, 1],  # x = W is the right edge: clipped to col 2 -> part 1
+                     [2.5, 1.5, 0]])  # invisible: skipped
+    img2 = np.array([[1.5, 1.5, 1],  # row 1, col 1 -> part 1
+                     [0.9, 1.2, 1],  # row 1, col 0 -> background 0, its own cluster
+                     [2.5, 1.5, 0]])
+    nmi, ari = parts_nmi_ari([LABELS, LABELS], [img1, img2])
+    gt, pred = [0, 1, 0, 1], [1, 1, 1, 0]
+    # Contingency: kp0 -> {1: 2}; kp1 -> {1: 1, 0: 1}. n = 4.
+    # ARI: sum C(n_ij, 2) = 1; rows C(2,2) + C(2,2) = 2; cols C(3,2) + C(1,2) = 3;
+    #      expected 2 * 3 / C(4,2) = 1; max (2 + 3) / 2 = 2.5 -> (1 - 1) / (2.5 - 1) = 0.
+    assert ari == pytest.approx(0.0, abs=1e-12)
+    # NMI: H(gt) = ln 2; H(pred) = -(3/4 ln 3/4 + 1/4 ln 1/4);
+    #      MI = 1/2 ln((1/2) / (1/2 * 3/4)) + 1/4 ln((1/4) / (1/2 * 3/4)) + 1/4 ln((1/4) / (1/2 * 1/4));
+    #      NMI = MI / ((H(gt) + H(pred)) / 2).
+    h_gt = math.log(2)
+    h_pred = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    mi = 0.5 * math.log(4 / 3) + 0.25 * math.log(2 / 3) + 0.25 * math.log(2)
+    assert nmi == pytest.approx(mi / ((h_gt + h_pred) / 2))
+    assert (nmi, ari) == pytest.approx(
+        (normalized_mutual_info_score(gt, pred), adjusted_rand_score(gt, pred)), abs=1e-12)
+
+
+# --------------------------------------------------------------------- summary
+
+
+def test_summarize_with_failed_rows():
+    rows = [
+        {"name": "a", "iou": 0.5, "corloc": True},
+        {"name": "b", "iou": 1.0, "corloc": False},
+        {"name": "c", "iou": None, "error": "CUDA out of memory"},  # failed
+        {"name": "d", "iou": float("nan"), "corloc": np.bool_(True), "error": ""},  # not failed
+    ]
+    out = summarize(rows)
+    # iou: (0.5 + 1.0) / 2 (None and NaN left out); corloc: 2 hits of 3 -> 66.67 %.
+    assert out == pytest.approx({"iou": 0.75, "corloc": 200 / 3, "n_images": 4, "n_failed": 1})
+
+
+def test_summarize_all_nan_metric_is_nan():
+    out = summarize([{"iou": float("nan")}])
+    assert math.isnan(out["iou"]) and out["n_images"] == 1 and out["n_failed"] == 0
