@@ -156,31 +156,34 @@ def corloc_hit(pred_box, gt_boxes) -> bool:
 # ---------------------------------------------------------------- part segmentation
 
 
-def parts_nmi_ari(pred_labels_list, keypoints_list) -> tuple[float, float]:
-    """NMI and ARI between keypoint ids and the part labels found under them (Choudhury et al. 2021).
+def keypoint_labels(labels, parts) -> tuple[np.ndarray, np.ndarray]:
+    """(ground-truth part ids, predicted labels) at one image's visible keypoints.
 
-    ``pred_labels_list``: int label maps (H, W), 0 = background, the same id meaning the same part in
-    every image. ``keypoints_list``: per image a (K, 3) array of (x, y, visible) in that map's
-    pixels; the ground-truth label of a keypoint is its row index (CUB's 15 parts).
-
-    Only visible keypoints count, pooled over the whole data set. The label is read at pixel
-    (floor(y), floor(x)), clipped to the map, which is what the notebook's ``grid_sample(mode=
-    'nearest', align_corners=False)`` reads except at exact integer ties. A keypoint on background
-    gets label 0, i.e. background is one more cluster: the notebook's ``preds_w_bg`` variant, which
-    it uses for both scores on full images (a hard label map has no foreground-only argmax). Returns
-    fractions with sklearn's defaults (arithmetic-mean NMI); the papers report x100.
+    ``labels``: int label map (H, W), 0 = background. ``parts``: (P, 3) rows of (x, y, part_id) of
+    the VISIBLE keypoints in that map's pixels (deepcut.datasets.Sample.parts). The label is read at
+    pixel (floor(y), floor(x)), clipped to the map: what Choudhury et al.'s notebook reads with
+    ``grid_sample(mode='nearest', align_corners=False)`` except at exact integer ties. A keypoint on
+    background reads 0, i.e. background is one more cluster (the notebook's ``preds_w_bg`` variant,
+    the one it uses on full images).
     """
-    preds, gts = [], []
-    for labels, kps in zip(pred_labels_list, keypoints_list):
-        labels, kps = np.asarray(labels), np.asarray(kps, dtype=np.float64)
-        h, w = labels.shape
-        visible = kps[:, 2] > 0.5  # the notebook's visibility test
-        cols = np.clip(np.floor(kps[visible, 0]).astype(int), 0, w - 1)
-        rows = np.clip(np.floor(kps[visible, 1]).astype(int), 0, h - 1)
-        preds.append(labels[rows, cols])
-        gts.append(np.flatnonzero(visible))
-    gt, pred = np.concatenate(gts), np.concatenate(preds)
+    labels, parts = np.asarray(labels), np.asarray(parts, dtype=np.float64).reshape(-1, 3)
+    h, w = labels.shape
+    cols = np.clip(np.floor(parts[:, 0]).astype(int), 0, w - 1)
+    rows = np.clip(np.floor(parts[:, 1]).astype(int), 0, h - 1)
+    return parts[:, 2].astype(int), labels[rows, cols].astype(int)
+
+
+def nmi_ari(gt, pred) -> tuple[float, float]:
+    """NMI and ARI of keypoint readings pooled over the data set (Choudhury et al. 2021 / SCOPS).
+    Fractions with sklearn's defaults (arithmetic-mean NMI); the papers report x100. Pooling only
+    makes sense when a label means the same part in every image."""
     return float(normalized_mutual_info_score(gt, pred)), float(adjusted_rand_score(gt, pred))
+
+
+def parts_nmi_ari(pred_labels_list, parts_list) -> tuple[float, float]:
+    """NMI and ARI over a data set: label maps and their (P, 3) visible keypoints (x, y, part_id)."""
+    readings = [keypoint_labels(labels, parts) for labels, parts in zip(pred_labels_list, parts_list)]
+    return nmi_ari(np.concatenate([g for g, _ in readings]), np.concatenate([p for _, p in readings]))
 
 
 # ---------------------------------------------------------------- aggregation

@@ -175,18 +175,17 @@ LABELS = np.array([[0, 1, 1], [0, 1, 2]])
 def test_parts_perfect_relabelled_partition():
     # Keypoint k always lands on part 3 - k: a relabelling, so NMI = ARI = 1.
     labels = np.array([[3, 2, 1]])
-    kps = np.array([[0.5, 0.5, 1], [1.5, 0.5, 1], [2.5, 0.5, 1]])
+    kps = np.array([[0.5, 0.5, 0], [1.5, 0.5, 1], [2.5, 0.5, 2]])  # (x, y, part_id)
     nmi, ari = parts_nmi_ari([labels, labels], [kps, kps])
     assert nmi == pytest.approx(1.0) and ari == pytest.approx(1.0)
 
 
 def test_parts_by_hand():
-    img1 = np.array([[1.7, 0.2, 1],  # floor -> row 0, col 1 -> part 1
-                     [3.0, 0.0, 1],  # x = W is the right edge: clipped to col 2 -> part 1
-                     [2.5, 1.5, 0]])  # invisible: skipped
-    img2 = np.array([[1.5, 1.5, 1],  # row 1, col 1 -> part 1
-                     [0.9, 1.2, 1],  # row 1, col 0 -> background 0, its own cluster
-                     [2.5, 1.5, 0]])
+    # Rows are visible keypoints (x, y, part_id); invisible ones never reach the metric.
+    img1 = np.array([[1.7, 0.2, 0],  # floor -> row 0, col 1 -> part 1
+                     [3.0, 0.0, 1]])  # x = W is the right edge: clipped to col 2 -> part 1
+    img2 = np.array([[1.5, 1.5, 0],  # row 1, col 1 -> part 1
+                     [0.9, 1.2, 1]])  # row 1, col 0 -> background 0, its own cluster
     nmi, ari = parts_nmi_ari([LABELS, LABELS], [img1, img2])
     gt, pred = [0, 1, 0, 1], [1, 1, 1, 0]
     # Contingency: kp0 -> {1: 2}; kp1 -> {1: 1, 0: 1}. n = 4.

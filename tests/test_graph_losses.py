@@ -1,0 +1,90 @@
+"""Affinities and losses against their closed forms on small matrices."""
+import math
+
+import pytest
+import torch
+
+from deepcut.gnn import propagate
+from deepcut.graph import affinity, keep_knn
+from deepcut.losses import cc_loss, ncut_loss
+
+F = torch.tensor([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+# F F^T by hand: rows (1,0),(2,0),(0,1),(-1,0)
+SIM = torch.tensor([[1.0, 2, 0, -1], [2, 4, 0, -2], [0, 0, 1, 0], [-1, -2, 0, 1]])
+
+
+def test_ncut_affinity_is_paper_eq_5_6():
+    expected = SIM.clamp_min(0) / 4  # negatives to 0, divided by the max (4)
+    assert torch.equal(affinity(F, "ncut"), expected)
+
+
+def test_cc_affinity_is_paper_eq_7():
+    assert torch.allclose(affinity(F, "cc", alpha=3.0), SIM - 4 / 3)
+    with pytest.raises(ValueError, match="alpha"):
+        affinity(F, "cc", alpha=0)
+
+
+def test_center_and_l2_options():
+    centred = F - F.mean(0)
+    assert torch.allclose(affinity(F, "cc", center=True), centred @ centred.T - (centred @ centred.T).max() / 3)
+    w = affinity(F, "ncut", l2=True)
+    assert torch.allclose(w.diagonal(), torch.ones(4))  # cosine self-similarity, max 1
+    assert w[0, 1] == 1 and w[0, 2] == 0 and w[0, 3] == 0
+
+
+def test_power_sharpens_ncut_affinity():
+    assert torch.allclose(affinity(F, "ncut", power=2.0), (SIM.clamp_min(0) / 4) ** 2)
+
+
+def test_knn_keeps_each_nodes_strongest_edges_symmetrically():
+    w = torch.tensor([[1.0, 0.9, 0.1], [0.9, 1.0, 0.2], [0.1, 0.2, 1.0]])
+    kept = keep_knn(w, 2)
+    # node 0 keeps {0,1}, node 1 {1,0}, node 2 {2,1}; edge (1,2) is kept because node 2 keeps it.
+    assert torch.equal(kept, torch.tensor([[1.0, 0.9, 0.0], [0.9, 1.0, 0.2], [0.0, 0.2, 1.0]]))
+    assert torch.equal(kept, kept.T)
+
+
+def test_batched_affinity_equals_per_image():
+    f = torch.randn(3, 10, 4, generator=torch.Generator().manual_seed(0))
+    batched = affinity(f, "ncut", center=True)
+    for i in range(3):
+        assert torch.allclose(batched[i], affinity(f[i], "ncut", center=True))
+
+
+def test_propagate_is_symmetric_normalised_adjacency():
+    w = affinity(F, "ncut")
+    d = w.sum(1)
+    a_hat = torch.diag(d.rsqrt()) @ w @ torch.diag(d.rsqrt())
+    x = torch.randn(4, 3)
+    assert torch.allclose(propagate(w, x), a_hat @ x, atol=1e-6)
+
+
+def test_ncut_loss_closed_form():
+    # Two blocks {0,1} and {2,3}: weight 1 inside, 0.25 across; S = the hard partition.
+    w = torch.tensor([[1.0, 1, 0.25, 0.25], [1, 1, 0.25, 0.25], [0.25, 0.25, 1, 1], [0.25, 0.25, 1, 1]])
+    s = torch.tensor([[1.0, 0], [1, 0], [0, 1], [0, 1]])
+    # Tr(S^T W S) = 2 blocks x 4 = 8; degrees 2.5 each -> Tr(S^T D S) = 10; S^T S = 2I -> ortho term 0.
+    assert ncut_loss(s, w, w.sum(-1)).item() == pytest.approx(-0.8)
+    # All nodes in one cluster: cut term -1; S^T S = [[4,0],[0,0]] -> ||e1 e1^T - I/sqrt2||_F = sqrt(2 - sqrt2)
+    one = torch.tensor([[1.0, 0]] * 4)
+    assert ncut_loss(one, w, w.sum(-1)).item() == pytest.approx(-1 + math.sqrt(2 - math.sqrt(2)), abs=1e-6)
+
+
+def test_ncut_degree_term_equals_dense_formula():
+    g = torch.Generator().manual_seed(1)
+    w = torch.rand(6, 6, generator=g, dtype=torch.float64)
+    w = (w + w.T) / 2
+    s = torch.softmax(torch.randn(6, 3, generator=g, dtype=torch.float64), -1)
+    d = w.sum(-1)
+    dense = -torch.trace(s.T @ w @ s) / torch.trace(s.T @ torch.diag(d) @ s)
+    sts = s.T @ s
+    ortho = torch.linalg.norm(sts / torch.linalg.norm(sts) - torch.eye(3, dtype=torch.float64) / math.sqrt(3))
+    assert ncut_loss(s, w, d).item() == pytest.approx((dense + ortho).item(), rel=1e-9)
+
+
+def test_cc_loss_closed_form():
+    w = torch.tensor([[1.0, -2, 3], [-2, 1, 0.5], [3, 0.5, 1]])
+    s = torch.tensor([[0.5, 0.5], [1, 0], [0, 1]])
+    expected = -(w * (s @ s.T)).sum()  # -sum_ij W_ij (S S^T)_ij
+    assert cc_loss(s, w).item() == pytest.approx(expected.item())
+    assert torch.allclose(cc_loss(s, w), -torch.trace(s.T @ w @ s))

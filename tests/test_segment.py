@@ -1,0 +1,139 @@
+"""DeepCut on features with known answers: well-separated groups must be cut exactly along them."""
+import math
+
+import pytest
+import torch
+
+from deepcut.masks import mask_to_box, relabel_background_first
+from deepcut.segment import DeepCut, Graph, Optimisation, cluster, derive_seed
+
+
+def grouped_features(labels: torch.Tensor, centres: torch.Tensor, noise: float = 0.05, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    return centres[labels.flatten()] + noise * torch.randn(labels.numel(), centres.shape[1], generator=g)
+
+
+def blob_grid(h=10, w=12):
+    labels = torch.zeros(h, w, dtype=torch.long)
+    labels[2:6, 3:7] = 1
+    return labels
+
+
+def test_ncut_cuts_two_groups_exactly():
+    truth = blob_grid()
+    f = grouped_features(truth, torch.eye(16)[:2] * 3)
+    for seed in range(3):
+        assert torch.equal(DeepCut(loss="ncut", k=2)(f, truth.shape, seed=seed), truth)
+
+
+def test_ncut_three_groups_with_k3():
+    truth = blob_grid()
+    truth[7:9, 6:11] = 2
+    f = grouped_features(truth, torch.eye(16)[:3] * 3)
+    out = DeepCut(loss="ncut", k=3, optimisation=Optimisation(steps=100, lr=1e-2))(f, truth.shape, seed=0)
+    # Same partition as the truth (background is 0 in both; the two objects may swap ids).
+    assert torch.equal(out == 0, truth == 0)
+    assert len({(int(a), int(b)) for a, b in zip(out.flatten(), truth.flatten())}) == 3
+
+
+def test_cc_finds_three_clusters_with_kmax_10():
+    # Three equal stripes with centres 120 degrees apart: CC (alpha = 3) must separate all three.
+    truth = torch.zeros(12, 12, dtype=torch.long)
+    truth[:, 4:8], truth[:, 8:] = 1, 2
+    angles = torch.tensor([0.0, 2 * math.pi / 3, 4 * math.pi / 3])
+    centres = torch.zeros(3, 16)
+    centres[:, 0], centres[:, 1] = 3 * angles.cos(), 3 * angles.sin()
+    f = grouped_features(truth, centres)
+    for seed in range(3):
+        out = DeepCut(loss="cc", k=10, optimisation=Optimisation(steps=100, lr=1e-2))(f, truth.shape, seed=seed)
+        assert out.unique().tolist() == [0, 1, 2]
+        for stripe in (out[:, :4], out[:, 4:8], out[:, 8:]):
+            assert stripe.unique().numel() == 1
+
+
+@pytest.mark.parametrize("k", [2, 3, 5, 8])
+@pytest.mark.parametrize("grid", [(6, 9), (9, 6)])
+def test_any_k_and_non_square_grid_give_contiguous_labels(k, grid):
+    f = torch.randn(grid[0] * grid[1], 8, generator=torch.Generator().manual_seed(k))
+    for loss in ("ncut", "cc"):
+        out = DeepCut(loss=loss, k=k)(f, grid, seed=1)
+        assert out.shape == grid and out.dtype == torch.long
+        values = out.unique().tolist()
+        assert values == list(range(len(values))) and len(values) <= k
+
+
+def test_seed_is_per_image_and_batch_independent():
+    f = torch.randn(4, 30, 8, generator=torch.Generator().manual_seed(0))
+    method = DeepCut(graph=Graph(center=True), optimisation=Optimisation(steps=20, lr=1e-2, restarts=2))
+    seeds = [derive_seed(0, f"img{i}") for i in range(4)]
+    batched = method.batch(f, (5, 6), seeds)
+    for i in range(4):
+        assert torch.equal(method(f[i], (5, 6), seed=seeds[i]), batched[i])
+    reordered = method.batch(f.flip(0), (5, 6), seeds[::-1])
+    assert all(torch.equal(a, b) for a, b in zip(batched, reordered[::-1]))
+    assert derive_seed(0, "a") != derive_seed(1, "a") and derive_seed(0, "a") == derive_seed(0, "a")
+
+
+def test_batched_training_equals_one_image_at_a_time():
+    """The raw soft assignments agree, not only the labels (dropout and init are per image)."""
+    f = torch.randn(3, 40, 8, generator=torch.Generator().manual_seed(2))
+    opt = Optimisation(steps=15, lr=1e-2)
+    batched = cluster(f, [1, 2, 3], opt=opt)
+    for i, seed in enumerate([1, 2, 3]):
+        assert torch.equal(cluster(f[i:i + 1], [seed], opt=opt)[0], batched[i])
+
+
+def test_restarts_keep_the_lowest_loss():
+    # With restarts the chosen solution's loss is <= that of the first restart alone.
+    from deepcut.graph import affinity
+    from deepcut.losses import ncut_loss
+    f = torch.randn(50, 8, generator=torch.Generator().manual_seed(3))
+    w = affinity(f, "ncut", center=True)
+
+    def loss_of(labels):
+        s = torch.nn.functional.one_hot(labels, 2).float()
+        return ncut_loss(s, w, w.sum(-1)).item()
+
+    g = Graph(center=True)
+    single = cluster(f[None], [7], graph=g, opt=Optimisation(steps=30, lr=1e-2))[0]
+    several = cluster(f[None], [7], graph=g, opt=Optimisation(steps=30, lr=1e-2, restarts=6))[0]
+    assert loss_of(several) <= loss_of(single) + 1e-6
+
+
+def test_stopping_rule_stops_early_with_a_converged_answer():
+    truth = blob_grid()
+    f = grouped_features(truth, torch.eye(16)[:2] * 3)
+    opt = Optimisation(steps=5000, lr=1e-2, tol=1e-4, patience=5)
+    assert torch.equal(DeepCut(optimisation=opt)(f, truth.shape, seed=0), truth)
+
+
+def test_two_stage_parts_split_the_foreground_only():
+    truth = blob_grid(12, 12)
+    truth[2:6, 3:7], truth[6:10, 3:7] = 1, 2  # an object made of two parts
+    centres = torch.eye(16)[:3] * 3
+    centres[2] = centres[1] * 0.3 + torch.eye(16)[2] * 2  # parts closer to each other than to the background
+    f = grouped_features(truth, centres)
+    method = DeepCut(loss="ncut", k=2, mode="parts", optimisation=Optimisation(steps=100, lr=1e-2))
+    out = method(f, truth.shape, seed=0)
+    assert torch.equal(out == 0, truth == 0)
+    assert out[2:6, 3:7].unique().numel() == 1 and out[6:10, 3:7].unique().numel() == 1
+    assert out[2:6, 3:7].unique() != out[6:10, 3:7].unique()
+    with_bg = DeepCut(loss="ncut", k=2, mode="parts", split_background=True,
+                      optimisation=Optimisation(steps=100, lr=1e-2))(f, truth.shape, seed=0)
+    assert with_bg.unique().tolist() == list(range(with_bg.max() + 1))
+
+
+def test_k_below_two_is_rejected():
+    with pytest.raises(ValueError, match="loss.k"):
+        DeepCut(k=1)(torch.randn(20, 4), (4, 5), seed=0)
+
+
+def test_border_rule_and_boxes():
+    labels = torch.full((6, 6), 7)
+    labels[1:4, 2:5] = 3
+    labels[5, 5] = 9  # a small cluster on the border does not outvote the frame's majority
+    out = relabel_background_first(labels)
+    assert out[0, 0] == 0 and out[2, 3] == 1 and out[5, 5] == 2
+    box = mask_to_box(out == 1)
+    assert box.tolist() == [2, 1, 5, 4]  # x0, y0, x1, y1 in pixel edges
+    assert mask_to_box(torch.zeros(3, 3, dtype=torch.bool)) is None
