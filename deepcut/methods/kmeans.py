@@ -1,0 +1,24 @@
+"""k-means on patch features: the clustering baseline of DeepCut (Aflalo et al., arXiv 2212.05853)
+and Deep Spectral Methods (Melas-Kyriazi et al., CVPR 2022), run on the same features as every
+other method.
+
+Lloyd's algorithm (scikit-learn, k-means++ init, best of n_init) on L2-normalised features, i.e.
+spherical-ish clustering by cosine similarity; the cluster covering most of the grid border is the
+background and every other cluster is foreground.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from sklearn.cluster import KMeans
+
+from deepcut.masks import relabel_background_first
+
+
+def kmeans(features: torch.Tensor, grid: tuple[int, int], *, seed: int = 0, k: int = 2, n_init: int = 10) -> torch.Tensor:
+    """(N, C) patch features of one image -> (h, w) long mask, 1 = object (any non-border cluster)."""
+    f = F.normalize(features.detach().double().cpu(), dim=-1).numpy()
+    # argmin_{labels, mu} sum_i |f_i - mu_{label_i}|^2, best of n_init k-means++ starts.
+    labels = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit_predict(f)
+    labels = torch.from_numpy(labels).long().reshape(grid)
+    return (relabel_background_first(labels) > 0).long().to(features.device)
