@@ -13,14 +13,15 @@ import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from deepcut import metrics
+from deepcut.cache import FeatureCache
 from deepcut.graph import prepare_features
 from deepcut.pipeline import Extractor, Postprocess, image_metrics, run_method, timed
-from deepcut.results import ResultsWriter
+from deepcut.results import ResultsWriter, summarize_run
 from deepcut.segment import derive_seed
 
 log = logging.getLogger("deepcut")
@@ -44,9 +45,10 @@ class Loaded(Dataset):
             return self.dataset.ids[index], None, f"{type(e).__name__}: {e}"
 
 
-def segment(cfg: DictConfig, out: Path) -> dict:
+def segment(cfg: DictConfig, out: Path, logger) -> dict:
     dataset = instantiate(cfg.dataset)
-    extractor = Extractor(**cfg.backbone, device=cfg.device)
+    cache = FeatureCache(cfg.cache.dir) if cfg.cache.enabled else None
+    extractor = Extractor(**cfg.backbone, device=cfg.device, cache=cache)
     method = instantiate(cfg.method)
     post = Postprocess(**cfg.postprocess)
     writer = ResultsWriter(out, cfg.save_labels, cfg.save_overlays)
@@ -63,11 +65,14 @@ def segment(cfg: DictConfig, out: Path) -> dict:
         if good:
             for row, extras in process(good, extractor, method, post, cfg):
                 writer.add(row, *extras)
+                logger.log_image(row, out / "overlays" / f"{row['id']}.jpg" if extras and cfg.save_overlays else None)
         bar.update(len(batch))
         bar.set_postfix(running_summary(writer.rows))
     bar.close()
-    summary = summary_of(writer.rows, dataset, cfg)
+    summary = summarize_run(writer.rows, dataset=dataset.name, backbone=cfg.backbone.name,
+                            method=str(cfg.method._target_).rsplit(".", 1)[-1])
     writer.close(summary)
+    logger.log_summary(summary)
     return summary
 
 
@@ -100,30 +105,21 @@ def process(batch, extractor, method, post, cfg):
 
 
 def running_summary(rows: list[dict]) -> dict:
-    s = metrics.summarize(rows[-1000:])
-    return {k: f"{s[k]:.3f}" for k in ("iou", "corloc") if k in s}
-
-
-def summary_of(rows: list[dict], dataset, cfg: DictConfig) -> dict:
     s = metrics.summarize(rows)
-    if "f_beta" in s:  # binary masks: each image's curve is flat, so maxFβ is the mean Fβ
-        s["max_f_beta"] = s.pop("f_beta")
-    if "iou" in s:
-        s["miou"] = s.pop("iou")
-    kp = [r for r in rows if isinstance(r.get("kp_gt"), str) and r["kp_gt"]]
-    if kp:
-        import numpy as np
-        gt = np.concatenate([np.array(r["kp_gt"].split(), int) for r in kp])
-        pred = np.concatenate([np.array(r["kp_pred"].split(), int) for r in kp])
-        s["nmi"], s["ari"] = metrics.nmi_ari(gt, pred)
-    s.update(dataset=dataset.name, backbone=cfg.backbone.name, method=str(cfg.method._target_).rsplit(".", 1)[-1])
-    return s
+    return {k: f"{s[k]:.3f}" for k in ("iou", "corloc") if k in s}
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="config")
 def main(cfg: DictConfig):
     out = Path(HydraConfig.get().runtime.output_dir)
-    summary = segment(cfg, out)
+    logger = instantiate(cfg.logger)
+    logger.start(OmegaConf.to_container(cfg, resolve=True), out)
+    failed = True
+    try:
+        summary = segment(cfg, out, logger)
+        failed = False
+    finally:  # one failing job must not leave a tracking run open and break a multirun
+        logger.finish(failed=failed)
     log.info("summary: %s", {k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()})
     log.info("results in %s", out)
     if cfg.strict and summary["n_failed"]:

@@ -24,7 +24,9 @@ def create_backbone(name: str, weights: str = "hub", stride: int | None = None, 
                     checkpoint_key: str = "student", **model_kwargs) -> torch.nn.Module:
     """A frozen ViT in eval mode, truncated after block `layer`, with patch stride `stride`."""
     try:
-        model = timm.create_model(name, pretrained=weights == "hub", dynamic_img_size=True, **model_kwargs)
+        with torch.random.fork_rng():  # random weights are the same in every run (and cache key)
+            torch.manual_seed(0)
+            model = timm.create_model(name, pretrained=weights == "hub", dynamic_img_size=True, **model_kwargs)
     except RuntimeError as e:  # timm raises RuntimeError for unknown names
         raise BackboneError(f"backbone.name={name!r} is not a timm model: {e}") from e
     if weights == "offline":

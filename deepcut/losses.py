@@ -18,13 +18,15 @@ def association(s: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return (s * ws).sum(dim=(-1, -2))
 
 
-def ncut_loss(s: torch.Tensor, w: torch.Tensor, degree: torch.Tensor) -> torch.Tensor:
+def ncut_loss(s: torch.Tensor, w: torch.Tensor, degree: torch.Tensor, ortho_weight: float = 1.0) -> torch.Tensor:
+    """ortho_weight scales the orthogonality term (paper: 1). It keeps clusters from collapsing
+    but also pulls a converged solution towards clusters of equal size."""
     cut = -association(s, w) / (degree[..., None] * s.square()).sum(dim=(-1, -2))
     sts = s.transpose(-1, -2) @ s
     k = s.shape[-1]
     eye = torch.eye(k, device=s.device, dtype=s.dtype)
     ortho = torch.linalg.matrix_norm(sts / torch.linalg.matrix_norm(sts)[..., None, None] - eye / k**0.5)
-    return cut + ortho
+    return cut + ortho_weight * ortho
 
 
 def cc_loss(s: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,7 @@ from PIL import Image
 
 from deepcut import metrics
 from deepcut.backbone import create_backbone
+from deepcut.cache import FeatureCache, model_fingerprint, tensor_digest
 from deepcut.features import extract, grid_size, resize, to_tensor
 from deepcut.masks import largest_component, mask_to_box, upsample_labels
 
@@ -26,7 +27,8 @@ class Extractor:
     def __init__(self, name: str, weights: str = "hub", facet: str = "key", layer: int = -1,
                  stride: int | None = None, resolution: int = 280, resize: str = "square",
                  batch_size: int = 8, device: str = "auto", precision: str = "fp32",
-                 checkpoint_key: str = "student", model_kwargs: dict | None = None):
+                 checkpoint_key: str = "student", model_kwargs: dict | None = None,
+                 cache: FeatureCache | None = None):
         self.device = resolve_device(device)
         self.model = create_backbone(name, weights, stride, layer, checkpoint_key, **(model_kwargs or {})).to(self.device)
         self.patch = self.model.patch_embed.patch_size[0]
@@ -40,16 +42,25 @@ class Extractor:
         self.autocast = precision == "bf16"
         if precision == "tf32":
             torch.backends.cuda.matmul.allow_tf32 = True
+        self.cache = cache
+        if cache is not None:
+            self.fingerprint = model_fingerprint(self.model, facet=facet, precision=precision)
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return to_tensor(resize(image, self.resolution, self.patch, self.resize_mode), self.mean, self.std)
 
     def __call__(self, tensors: list[torch.Tensor]) -> list[tuple[torch.Tensor, tuple[int, int]]]:
-        """Same-size images go through the ViT together, `batch_size` at a time."""
+        """Same-size images go through the ViT together, `batch_size` at a time; cached ones don't."""
         out: list = [None] * len(tensors)
+        keys = [self.fingerprint + tensor_digest(t) for t in tensors] if self.cache else []
         by_shape: dict[tuple, list[int]] = {}
         for i, t in enumerate(tensors):
-            by_shape.setdefault(tuple(t.shape), []).append(i)
+            grid = grid_size(t.shape[1], t.shape[2], self.patch, self.stride)
+            hit = self.cache.get(keys[i]) if self.cache else None
+            if hit is not None:
+                out[i] = (hit.to(self.device), grid)
+            else:
+                by_shape.setdefault(tuple(t.shape), []).append(i)
         for shape, idx in by_shape.items():
             grid = grid_size(shape[1], shape[2], self.patch, self.stride)
             for start in range(0, len(idx), self.batch_size):
@@ -59,6 +70,8 @@ class Extractor:
                     feats = extract(self.model, x, self.facet)
                 for i, f in zip(chunk, feats):
                     out[i] = (f, grid)
+                    if self.cache:
+                        self.cache.put(keys[i], f)
         return out
 
 

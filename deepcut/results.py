@@ -15,6 +15,8 @@ import pandas as pd
 import torch
 from PIL import Image, ImageDraw
 
+from deepcut import metrics
+
 PALETTE = np.array([[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
                     [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212]], np.uint8)
 
@@ -77,6 +79,23 @@ class ResultsWriter:
         self._file.close()
         clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()}
         atomic_write_text(self.out / "summary.json", json.dumps(clean, indent=2, default=str) + "\n")
+
+
+def summarize_run(rows: list[dict], **info) -> dict:
+    """The summary of per-image rows: metric means, maxFβ, CorLoc, pooled parts NMI/ARI."""
+    s = metrics.summarize(rows)
+    if "f_beta" in s:  # binary masks: each image's Fβ curve is flat, so maxFβ is the mean Fβ
+        s["max_f_beta"] = s.pop("f_beta")
+    if "iou" in s:
+        s["miou"] = s.pop("iou")
+    kp = [r for r in rows if isinstance(r.get("kp_gt"), str) and r["kp_gt"]]
+    if kp:
+        gt = np.concatenate([np.array(r["kp_gt"].split(), int) for r in kp])
+        pred = np.concatenate([np.array(r["kp_pred"].split(), int) for r in kp])
+        s["nmi"], s["ari"] = metrics.nmi_ari(gt, pred)
+    for k in ("x0", "y0", "x1", "y1", "n_labels"):
+        s.pop(k, None)
+    return {**s, **info}
 
 
 def overlay(image: Image.Image, labels: torch.Tensor, box: torch.Tensor | None, opacity: float = 0.5) -> Image.Image:

@@ -52,7 +52,7 @@ class GNN:
 
 
 def cluster(features: torch.Tensor, seeds: list[int], *, loss: str = "ncut", k: int = 2, alpha: float = 3.0,
-            graph: Graph = Graph(), gnn: GNN = GNN(), opt: Optimisation = Optimisation()) -> torch.Tensor:
+            ortho_weight: float = 1.0, graph: Graph = Graph(), gnn: GNN = GNN(), opt: Optimisation = Optimisation()) -> torch.Tensor:
     """(B, N, C) features of B images with equal N -> (B, N) hard cluster ids (not yet relabelled).
 
     All B x restarts GNNs train as one batch; GNN (b, r) has seed derive_seed(seeds[b], r).
@@ -68,7 +68,7 @@ def cluster(features: torch.Tensor, seeds: list[int], *, loss: str = "ncut", k: 
 
     def objective(s: torch.Tensor) -> torch.Tensor:  # (B*R, N, K) -> (B, R)
         s = s.view(b, r, n, -1)
-        return ncut_loss(s, w[:, None], degree[:, None]) if loss == "ncut" else cc_loss(s, w[:, None])
+        return ncut_loss(s, w[:, None], degree[:, None], ortho_weight) if loss == "ncut" else cc_loss(s, w[:, None])
 
     model = GNNBatch([derive_seed(s, i) for s in seeds for i in range(r)], x.shape[-1], k,
                      gnn.hidden, gnn.mlp_hidden, gnn.dropout, device=features.device)
@@ -122,6 +122,7 @@ class DeepCut:
     loss: str = "ncut"
     k: int = 2
     alpha: float = 3.0
+    ortho_weight: float = 1.0
     mode: str = "single"
     split_background: bool = False
     background_k: int = 2
@@ -149,7 +150,7 @@ class DeepCut:
         return labels
 
     def _cluster(self, features, seeds, k):
-        return cluster(features, seeds, loss=self.loss, k=k, alpha=self.alpha, graph=self.graph,
+        return cluster(features, seeds, loss=self.loss, k=k, alpha=self.alpha, ortho_weight=self.ortho_weight, graph=self.graph,
                        gnn=self.gnn, opt=self.optimisation)
 
     def _split(self, features: torch.Tensor, stage1: torch.Tensor, seed: int) -> torch.Tensor:
