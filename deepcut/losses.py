@@ -13,9 +13,18 @@ import torch
 
 
 def association(s: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Tr(S^T W S) for dense or sparse W."""
-    ws = torch.sparse.mm(w, s[0])[None] if w.is_sparse else w @ s
-    return (s * ws).sum(dim=(-1, -2))
+    """Tr(S^T W S). A W (..., 1, N, N), dense or sparse, may be shared by several assignments
+    S (..., R, N, K) (restarts): they become the columns of one matmul, so W is never copied."""
+    if w.shape[:-2] == s.shape[:-2]:
+        ws = torch.sparse.mm(w, s) if w.is_sparse else w @ s
+        return (s * ws).sum(dim=(-1, -2))
+    *lead, r, n, k = s.shape
+    columns = s.transpose(-3, -2).reshape(*lead, n, r * k)  # (..., N, R*K)
+    if w.is_sparse:  # sparse graphs come one at a time
+        ws = torch.sparse.mm(w.reshape(n, n), columns.reshape(n, r * k)).reshape(columns.shape)
+    else:
+        ws = w.squeeze(-3) @ columns
+    return (s * ws.reshape(*lead, n, r, k).transpose(-3, -2)).sum(dim=(-1, -2))
 
 
 def ncut_loss(s: torch.Tensor, w: torch.Tensor, degree: torch.Tensor, ortho_weight: float = 1.0) -> torch.Tensor:

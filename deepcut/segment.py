@@ -6,7 +6,8 @@ Differences from the original code, on purpose:
     the softmax of the last training pass, which depends on that step's dropout mask;
   * each GNN is initialised from a seed derived from (run seed, image id, restart), so results do
     not depend on image order, batch composition or device;
-  * optional restarts (keep the lowest loss) and a stopping rule; off in the paper recipe.
+  * optional restarts, combined by the lowest loss or by a foreground majority vote (the vote
+    yields a binary foreground/background map), and a stopping rule; off in the paper recipe.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ class Optimisation:
     lr: float = 1e-3
     weight_decay: float = 0.01  # torch AdamW's default, as in the original
     restarts: int = 1
+    combine: str = "best"       # over restarts: "best" (lowest loss) or "vote" (foreground majority)
     tol: float | None = None    # stop a GNN once its loss improved by < tol (relative) ...
     patience: int = 10          # ... for this many consecutive steps
 
@@ -72,7 +74,7 @@ def cluster(features: torch.Tensor, seeds: list[int], *, loss: str = "ncut", k: 
 
     model = GNNBatch([derive_seed(s, i) for s in seeds for i in range(r)], x.shape[-1], k,
                      gnn.hidden, gnn.mlp_hidden, gnn.dropout, device=features.device)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay, fused=True)
     final = torch.zeros(b * r, n, k, device=features.device)
     done = torch.zeros(b * r, dtype=torch.bool, device=features.device)
     best = torch.full((b * r,), float("inf"), device=features.device)
@@ -95,10 +97,9 @@ def cluster(features: torch.Tensor, seeds: list[int], *, loss: str = "ncut", k: 
                 break
     if not done.all():
         final[~done] = _predict(model, ax)[~done]
-    # Keep, per image, the restart whose (eval-mode) prediction has the lowest loss.
-    chosen = objective(final).argmin(dim=1)
-    final = final.view(b, r, n, k)[torch.arange(b), chosen]
-    return final.argmax(dim=-1)
+    with torch.no_grad():
+        losses = objective(final)
+    return final.view(b, r, n, k).argmax(dim=-1), losses
 
 
 @torch.no_grad()
@@ -136,6 +137,8 @@ class DeepCut:
                 setattr(self, name, kind(**getattr(self, name)))
         if self.mode not in ("single", "parts"):
             raise ValueError(f"mode={self.mode!r}: use 'single' or 'parts'")
+        if self.optimisation.combine not in ("best", "vote"):
+            raise ValueError(f"optimizer.combine={self.optimisation.combine!r}: use 'best' or 'vote'")
 
     def __call__(self, features: torch.Tensor, grid: tuple[int, int], *, seed: int = 0) -> torch.Tensor:
         return self.batch(features[None], grid, [seed])[0]
@@ -143,8 +146,15 @@ class DeepCut:
     def batch(self, features: torch.Tensor, grid: tuple[int, int], seeds: list[int]) -> list[torch.Tensor]:
         """(B, N, C) features of B images on the same (h, w) grid -> B label maps."""
         first_k = 2 if self.mode == "parts" else self.k
-        ids = self._cluster(features, seeds, first_k)
-        labels = [relabel_background_first(i.view(grid)) for i in ids]
+        ids, losses = self._cluster(features, seeds, first_k)
+        if self.optimisation.combine == "vote":
+            # Each restart's foreground by the border rule; a patch is foreground for most of them.
+            votes = torch.stack([torch.stack([relabel_background_first(i.view(grid)) > 0 for i in per_image])
+                                 for per_image in ids]).float().mean(dim=1)
+            labels = [(v > 0.5).long() for v in votes]
+        else:  # the restart with the lowest (eval-mode) loss
+            best = ids[torch.arange(len(ids)), losses.argmin(dim=1)]
+            labels = [relabel_background_first(i.view(grid)) for i in best]
         if self.mode == "parts":
             labels = [self._split(features[j], labels[j], seeds[j]) for j in range(len(labels))]
         return labels
@@ -164,7 +174,8 @@ class DeepCut:
             if len(idx) <= k:  # too few nodes to split: one part
                 out.view(-1)[idx] = first if tag == "fg" else 0
                 continue
-            part = self._cluster(features[idx][None], [derive_seed(seed, tag)], k)[0]
+            ids, losses = self._cluster(features[idx][None], [derive_seed(seed, tag)], k)
+            part = ids[0, losses[0].argmin()]
             # Parts numbered by decreasing size; the background's largest part stays background (0).
             order = torch.argsort(torch.bincount(part, minlength=k), descending=True, stable=True)
             rank = torch.empty_like(order)

@@ -78,26 +78,32 @@ def test_batched_training_equals_one_image_at_a_time():
     """The raw soft assignments agree, not only the labels (dropout and init are per image)."""
     f = torch.randn(3, 40, 8, generator=torch.Generator().manual_seed(2))
     opt = Optimisation(steps=15, lr=1e-2)
-    batched = cluster(f, [1, 2, 3], opt=opt)
+    batched, losses = cluster(f, [1, 2, 3], opt=opt)
     for i, seed in enumerate([1, 2, 3]):
-        assert torch.equal(cluster(f[i:i + 1], [seed], opt=opt)[0], batched[i])
+        alone, loss = cluster(f[i:i + 1], [seed], opt=opt)
+        assert torch.equal(alone[0], batched[i]) and torch.equal(loss[0], losses[i])
 
 
 def test_restarts_keep_the_lowest_loss():
-    # With restarts the chosen solution's loss is <= that of the first restart alone.
-    from deepcut.graph import affinity
-    from deepcut.losses import ncut_loss
     f = torch.randn(50, 8, generator=torch.Generator().manual_seed(3))
-    w = affinity(f, "ncut", center=True)
+    g, opt = Graph(center=True), Optimisation(steps=30, lr=1e-2, restarts=6)
+    ids, losses = cluster(f[None], [7], graph=g, opt=opt)
+    assert ids.shape == (1, 6, 50) and losses.shape == (1, 6)
+    assert losses[0].unique().numel() > 1  # the restarts really differ
+    # Restart 0 is the single-start run; DeepCut returns the restart of lowest loss.
+    single, _ = cluster(f[None], [7], graph=g, opt=Optimisation(steps=30, lr=1e-2))
+    assert torch.equal(single[0, 0], ids[0, 0])
+    best = relabel_background_first(ids[0, losses[0].argmin()].view(5, 10))
+    assert torch.equal(DeepCut(graph=g, optimisation=opt)(f, (5, 10), seed=7), best)
 
-    def loss_of(labels):
-        s = torch.nn.functional.one_hot(labels, 2).float()
-        return ncut_loss(s, w, w.sum(-1)).item()
 
-    g = Graph(center=True)
-    single = cluster(f[None], [7], graph=g, opt=Optimisation(steps=30, lr=1e-2))[0]
-    several = cluster(f[None], [7], graph=g, opt=Optimisation(steps=30, lr=1e-2, restarts=6))[0]
-    assert loss_of(several) <= loss_of(single) + 1e-6
+def test_vote_is_the_foreground_majority_of_the_restarts():
+    f = torch.randn(60, 8, generator=torch.Generator().manual_seed(4))
+    opt = Optimisation(restarts=5, combine="vote")
+    ids, _ = cluster(f[None], [3], graph=Graph(center=True), opt=opt)
+    fg = torch.stack([relabel_background_first(i.view(6, 10)) > 0 for i in ids[0]]).sum(0)
+    out = DeepCut(graph=Graph(center=True), optimisation=opt)(f, (6, 10), seed=3)
+    assert torch.equal(out, (fg >= 3).long())
 
 
 def test_stopping_rule_stops_early_with_a_converged_answer():

@@ -1,0 +1,103 @@
+"""run.py and evaluate.py end to end, as a user runs them (subprocesses through Hydra)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+TINY = ["backbone=tiny_random", "backbone.resolution=64"]
+
+
+def run(*args, cwd=ROOT, script="run.py", check=True):
+    proc = subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "HYDRA_FULL_ERROR": "1"}, timeout=600)
+    if check and proc.returncode:
+        raise AssertionError(f"{script} {args} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def labels_of(out: Path) -> dict[str, np.ndarray]:
+    return {p.stem: np.asarray(Image.open(p)) for p in sorted((out / "labels").glob("*.png"))}
+
+
+@pytest.mark.real
+def test_default_run_writes_every_artefact_under_the_run_dir(tmp_path):
+    out = tmp_path / "run"
+    run(f"hydra.run.dir={out}", cwd=tmp_path)
+    labels = labels_of(out)
+    assert sorted(labels) == ["astronaut", "chelsea", "coffee", "motorcycle", "rocket"]
+    rows = pd.read_csv(out / "results.csv")
+    assert len(rows) == 5 and rows["error"].isna().all() and rows[["x0", "y0", "x1", "y1"]].notna().all().all()
+    assert len(list((out / "overlays").glob("*.jpg"))) == 5
+    assert (out / ".hydra" / "config.yaml").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_images"] == 5 and summary["n_failed"] == 0
+    for name, lab in labels.items():  # label maps at the photo's own size, some foreground, some background
+        import skimage.data
+        assert lab.shape == getattr(skimage.data, name)().shape[:2]
+        assert 0 < (lab > 0).mean() < 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nothing else in the working dir
+
+
+@pytest.mark.parametrize("overrides", [["loss=cc"], ["mode=parts", "loss.k=3"], ["mode=parts", "mode.split_background=true"],
+                                       ["method=tokencut"], ["optimizer.restarts=3", "optimizer.combine=best"],
+                                       ["postprocess.largest_component=true", "postprocess.bilateral=true"]])
+def test_options_run_and_give_contiguous_labels(tmp_path, overrides):
+    run(f"hydra.run.dir={tmp_path}", *TINY, *overrides)
+    labels = labels_of(tmp_path)
+    assert len(labels) == 5
+    for lab in labels.values():
+        values = np.unique(lab)
+        assert values.tolist() == list(range(len(values)))
+
+
+def test_resolution_and_aspect_ratio_options(tmp_path):
+    run(f"hydra.run.dir={tmp_path}", *TINY, "backbone.resize=short_side", "backbone.stride=4")
+    import skimage.data
+    assert labels_of(tmp_path)["astronaut"].shape == skimage.data.astronaut().shape[:2]
+
+
+def test_help_lists_the_config_groups():
+    out = run("--help").stdout
+    for group in ("backbone", "graph", "gnn", "loss", "optimizer", "mode", "method", "postprocess", "dataset"):
+        assert f"{group}:" in out
+
+
+def test_folder_dataset_and_evaluate_reproduce_the_run(tmp_path):
+    images, masks = tmp_path / "data" / "images", tmp_path / "data" / "masks"
+    images.mkdir(parents=True)
+    masks.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):  # a bright square on a noisy dark background: its mask is the square
+        img = (rng.random((48, 64, 3)) * 60).astype(np.uint8)
+        img[10:30, 20:44] = 220
+        Image.fromarray(img).save(images / f"im{i}.png")
+        m = np.zeros((48, 64), np.uint8)
+        m[10:30, 20:44] = 255
+        Image.fromarray(m).save(masks / f"im{i}.png")
+    out = tmp_path / "run"
+    run(f"hydra.run.dir={out}", *TINY, "dataset=folder", f"dataset.root={tmp_path / 'data'}")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_images"] == 4 and 0 <= summary["miou"] <= 1
+    run(str(out), script="evaluate.py")
+    again = json.loads((out / "evaluation.json").read_text())
+    for key in ("miou", "acc", "max_f_beta"):
+        assert again[key] == pytest.approx(summary[key], abs=1e-9)
+
+
+@pytest.mark.real
+@pytest.mark.skipif(not (SHARED / "VOCdevkit").exists(), reason="../shared/data is absent")
+def test_voc_corloc_and_evaluate_on_real_files(tmp_path):
+    out = tmp_path / "voc"
+    run(f"hydra.run.dir={out}", "dataset=voc12", f"dataset.root={SHARED}", "dataset.limit=8")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_images"] == 8 and 0 <= summary["corloc"] <= 100
+    run(str(out), script="evaluate.py")
+    assert json.loads((out / "evaluation.json").read_text())["corloc"] == pytest.approx(summary["corloc"])
