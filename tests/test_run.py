@@ -39,10 +39,12 @@ def test_default_run_writes_every_artefact_under_the_run_dir(tmp_path):
     assert (out / ".hydra" / "config.yaml").exists()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_images"] == 5 and summary["n_failed"] == 0
-    for name, lab in labels.items():  # label maps at the photo's own size, some foreground, some background
-        import skimage.data
-        assert lab.shape == getattr(skimage.data, name)().shape[:2]
-        assert 0 < (lab > 0).mean() < 1
+    from deepcut.datasets import Demo
+    demo = Demo()
+    for i, sid in enumerate(demo.ids):  # label maps at the photo's own size, some foreground, some background
+        image = demo[i].image
+        assert labels[sid].shape == (image.height, image.width)
+        assert 0 < (labels[sid] > 0).mean() < 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nothing else in the working dir
 
 
