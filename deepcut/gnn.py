@@ -22,11 +22,17 @@ def propagate(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     (W already holds its self loops on the diagonal). CC affinities can have non-positive row
     sums, where D^-1/2 is undefined; those graphs are normalised by their absolute degree, the
     signed-graph convention (Kunegis et al. 2010)."""
-    d = w.sum(-1)
+    d = degrees(w)
     if (d <= 0).any():
-        d = torch.where((d <= 0).any(-1, keepdim=True), w.abs().sum(-1), d)
-    s = d.clamp_min(torch.finfo(w.dtype).tiny).rsqrt()
-    return s[..., :, None] * (w @ (s[..., :, None] * x))
+        d = torch.where((d <= 0).any(-1, keepdim=True), degrees(w.abs()), d)
+    s = d.clamp_min(torch.finfo(d.dtype).tiny).rsqrt()
+    wx = torch.sparse.mm(w, s[:, None] * x.reshape(s.shape[0], -1)).reshape(x.shape) if w.is_sparse else w @ (s[..., :, None] * x)
+    return s[..., :, None] * wx
+
+
+def degrees(w: torch.Tensor) -> torch.Tensor:
+    """Row sums of a dense (..., N, N) or sparse (N, N) affinity."""
+    return torch.sparse.sum(w, dim=1).to_dense() if w.is_sparse else w.sum(-1)
 
 
 class GNNBatch(torch.nn.Module):

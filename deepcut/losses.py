@@ -21,7 +21,7 @@ def association(s: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     *lead, r, n, k = s.shape
     columns = s.transpose(-3, -2).reshape(*lead, n, r * k)  # (..., N, R*K)
     if w.is_sparse:  # sparse graphs come one at a time
-        ws = torch.sparse.mm(w.reshape(n, n), columns.reshape(n, r * k)).reshape(columns.shape)
+        ws = torch.sparse.mm(w, columns.reshape(n, r * k)).reshape(columns.shape)
     else:
         ws = w.squeeze(-3) @ columns
     return (s * ws.reshape(*lead, n, r, k).transpose(-3, -2)).sum(dim=(-1, -2))

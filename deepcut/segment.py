@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from deepcut.gnn import GNNBatch, propagate
-from deepcut.graph import affinity, prepare_features
+from deepcut.gnn import GNNBatch, degrees, propagate
+from deepcut.graph import affinity, prepare_features, sparse_knn_affinity
 from deepcut.losses import cc_loss, ncut_loss
 from deepcut.masks import relabel_background_first
 
@@ -44,6 +44,7 @@ class Graph:
     l2: bool = False
     power: float = 1.0
     knn: int | None = None
+    dense_max_n: int = 5000     # with knn, larger graphs are built and trained sparse
 
 
 @dataclass
@@ -63,14 +64,24 @@ def cluster(features: torch.Tensor, seeds: list[int], *, loss: str = "ncut", k: 
         raise ValueError(f"loss.k={k}: DeepCut needs at least 2 clusters")
     b, n, _ = features.shape
     r = opt.restarts
-    w = affinity(features, loss, alpha, graph.center, graph.l2, graph.power, graph.knn)  # (B, N, N)
+    sparse = graph.knn is not None and n > graph.dense_max_n
+    if sparse and b > 1:  # sparse graphs train one image at a time (no batched sparse matmul)
+        out = [cluster(features[i:i + 1], [seeds[i]], loss=loss, k=k, alpha=alpha, ortho_weight=ortho_weight,
+                       graph=graph, gnn=gnn, opt=opt) for i in range(b)]
+        return torch.cat([ids for ids, _ in out]), torch.cat([losses for _, losses in out])
+    if sparse:
+        w = sparse_knn_affinity(features[0], graph.knn, loss, alpha, graph.center, graph.l2, graph.power)
+        shared = w  # (N, N), shared by the R restarts
+    else:
+        w = affinity(features, loss, alpha, graph.center, graph.l2, graph.power, graph.knn)  # (B, N, N)
+        shared = w[:, None]
     x = prepare_features(features, graph.center, graph.l2)
     ax = propagate(w, x).repeat_interleave(r, dim=0)  # fixed during training: computed once
-    degree = w.sum(-1)
+    degree = degrees(w).view(-1, 1, n)  # (B, 1, N)
 
     def objective(s: torch.Tensor) -> torch.Tensor:  # (B*R, N, K) -> (B, R)
         s = s.view(b, r, n, -1)
-        return ncut_loss(s, w[:, None], degree[:, None], ortho_weight) if loss == "ncut" else cc_loss(s, w[:, None])
+        return ncut_loss(s, shared, degree, ortho_weight) if loss == "ncut" else cc_loss(s, shared)
 
     model = GNNBatch([derive_seed(s, i) for s in seeds for i in range(r)], x.shape[-1], k,
                      gnn.hidden, gnn.mlp_hidden, gnn.dropout, device=features.device)

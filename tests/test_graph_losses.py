@@ -88,3 +88,19 @@ def test_cc_loss_closed_form():
     expected = -(w * (s @ s.T)).sum()  # -sum_ij W_ij (S S^T)_ij
     assert cc_loss(s, w).item() == pytest.approx(expected.item())
     assert torch.allclose(cc_loss(s, w), -torch.trace(s.T @ w @ s))
+
+
+@pytest.mark.parametrize("loss", ["ncut", "cc"])
+def test_sparse_knn_graph_equals_the_dense_one(loss):
+    from deepcut.graph import sparse_knn_affinity
+    from deepcut.segment import Graph, Optimisation, cluster
+    f = torch.randn(300, 16, generator=torch.Generator().manual_seed(0))
+    dense = affinity(f, loss, center=True, knn=10)
+    sparse = sparse_knn_affinity(f, 10, loss, center=True, chunk=64)  # several chunks
+    assert sparse.is_sparse and torch.allclose(sparse.to_dense(), dense, atol=1e-5)
+    assert torch.allclose(propagate(sparse, f), propagate(dense, f), atol=1e-5)
+    # Training on either graph gives the same clustering.
+    opt = Optimisation(restarts=3)
+    a, la = cluster(f[None], [1], loss=loss, graph=Graph(center=True, knn=10), opt=opt)
+    b, lb = cluster(f[None], [1], loss=loss, graph=Graph(center=True, knn=10, dense_max_n=100), opt=opt)
+    assert torch.equal(a, b) and torch.allclose(la, lb, rtol=1e-4)
