@@ -164,3 +164,9 @@ def test_configs_instantiate(name):
     grid = (8, 8)
     truth = square(grid, 2, 2, 3)
     assert torch.equal(method(blocks(grid, [(truth, A_VEC)]), grid, seed=0), truth.long())
+
+
+def test_whole_image_baseline():
+    from deepcut.methods import whole
+    out = whole(torch.randn(12, 4), (3, 4))
+    assert out.shape == (3, 4) and bool((out == 1).all())
