@@ -1,6 +1,13 @@
 """One results format for every tool: per-image rows in `results.csv` (append-only, one flushed
-line per image, so a killed run loses at most the image in flight) and `summary.json`
-(written atomically at the end). Label maps and overlays sit next to them."""
+and fsynced line per image, so a killed run loses at most the images in flight) and
+`summary.json` (written atomically at the end, and when a run is interrupted). Label maps and
+overlays sit next to them, each written atomically. `settings.json` records the settings the
+rows were computed with (so a resume cannot mix two sets of settings in one results.csv) and the
+command-line overrides that gave them (which `resume=<dir>` reuses).
+
+Columns: id; error (why the image could not be processed: the row has no metrics); note (e.g.
+the image was downscaled); degenerate (True: the method put every patch in one cluster, a
+legitimate output that is evaluated like any other); the metrics; the box; n_labels; time_s."""
 from __future__ import annotations
 
 import csv
@@ -21,42 +28,121 @@ PALETTE = np.array([[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0,
                     [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212]], np.uint8)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def _atomic(path: Path, write) -> None:
+    """``write(tmp)`` then rename over ``path``: readers (and a resumed run) see the old file or the
+    whole new one, never a torn one. The temporary name is hidden and unique to this process."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    _atomic(Path(path), lambda tmp: tmp.write_text(text))
+
+
+def atomic_save_image(image: Image.Image, path: Path, **params) -> None:
+    path = Path(path)
+    fmt = Image.registered_extensions()[path.suffix.lower()]  # the tmp name hides the extension
+    _atomic(path, lambda tmp: image.save(tmp, format=fmt, **params))
+
+
+STRING_COLUMNS = {"id", "error", "note", "kp_gt", "kp_pred"}
+
+
+def _value(key: str, text: str):
+    """A CSV cell back to the value that was written: empty -> absent, 'True'/'False' -> bool,
+    numbers -> int/float (csv writes floats with repr, so they read back exactly)."""
+    if key in STRING_COLUMNS:
+        return text
+    if text in ("True", "False"):
+        return text == "True"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _read_raw(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """Header and rows (cells as written) of a results.csv. A torn last line (the run was killed
+    mid-write: no final newline) is dropped; so are rows of an id already seen."""
+    path = Path(path)
+    text = path.read_text(errors="replace") if path.exists() else ""
+    text = text[: text.rfind("\n") + 1]
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = list(reader.fieldnames or [])
+    rows, seen = [], set()
+    for row in reader:
+        if row.get("id") and None not in row and row["id"] not in seen:  # None key: extra cells
+            seen.add(row["id"])
+            rows.append({k: v or "" for k, v in row.items()})
+    return header, rows
+
+
+def read_rows(path: Path) -> list[dict]:
+    """Per-image rows of a run as dicts holding only the cells that were written."""
+    return [{k: _value(k, v) for k, v in row.items() if v != ""} for row in _read_raw(path)[1]]
 
 
 def read_results(path: Path) -> pd.DataFrame:
-    """Per-image rows of a run; a torn last line (the run was killed mid-write) is dropped."""
-    path = Path(path)
-    if not path.exists():
-        return pd.DataFrame()
-    text = path.read_text()
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
-    return pd.read_csv(io.StringIO(text), keep_default_na=True, dtype={"id": str}) if text.strip() else pd.DataFrame()
+    """Per-image rows of a run as a table (missing cells NaN); a torn last line is dropped."""
+    header, rows = _read_raw(path)
+    return pd.DataFrame([{k: _value(k, v) for k, v in r.items() if v != ""} for r in rows], columns=header or None)
+
+
+class RunDirBusy(ValueError):
+    """Another live process is writing results into the same directory."""
 
 
 class ResultsWriter:
-    COLUMNS = ["id", "error", "iou", "acc", "f_beta", "corloc", "x0", "y0", "x1", "y1",
+    """results.csv of a run directory, append-only: one flushed and fsynced line per image, written
+    after its label PNG and overlay (each written atomically), so a row means its files are whole.
+
+    Opening it takes an exclusive lock on the directory (released by the OS when the process ends,
+    even by SIGKILL): two runs never write into one directory. Rows of a previous run are kept,
+    except error rows: those images are retried (a fixed file, a transient failure). `done` holds
+    the ids that need no work.
+    """
+    COLUMNS = ["id", "error", "note", "degenerate", "iou", "acc", "f_beta", "corloc", "x0", "y0", "x1", "y1",
                "n_labels", "kp_gt", "kp_pred", "time_s"]
 
-    def __init__(self, out_dir: str | Path, save_labels: bool = True, save_overlays: bool = True):
+    def __init__(self, out_dir: str | Path, save_labels: bool = True, save_overlays: bool = True,
+                 settings: dict | None = None, overrides: list[str] | None = None):
         self.out = Path(out_dir)
         self.save_labels, self.save_overlays = save_labels, save_overlays
         for sub in ("labels", "overlays"):
             (self.out / sub).mkdir(parents=True, exist_ok=True)
-        self.csv_path = self.out / "results.csv"
-        previous = read_results(self.csv_path)
-        self.rows = previous.to_dict("records") if len(previous) else []
-        self.done = {str(r["id"]) for r in self.rows}
-        # Rewrite what survived (drops a torn line), then append one flushed line per image.
-        self._file = open(self.csv_path, "w", newline="")
-        self._csv = csv.DictWriter(self._file, self.COLUMNS, extrasaction="ignore")
-        self._csv.writeheader()
-        self._csv.writerows(self.rows)
-        self._file.flush()
+        self._lock = _lock(self.out)
+        try:
+            if settings is not None:
+                check_settings(self.out, settings, overrides)
+            for stale in [*self.out.glob(".*.tmp"), *self.out.glob("*/.*.tmp")]:  # left by a killed run
+                stale.unlink(missing_ok=True)
+            self.csv_path = self.out / "results.csv"
+            header, kept = _read_raw(self.csv_path)
+            kept = [r for r in kept if not r.get("error")]
+            columns = self.COLUMNS + [c for c in header if c not in self.COLUMNS]
+            # Keep what survived, as written, in a new file renamed into place (a kill now loses nothing).
+            def write(tmp):
+                with open(tmp, "w", newline="") as f:
+                    w = csv.DictWriter(f, columns, extrasaction="ignore")
+                    w.writeheader()
+                    w.writerows(kept)
+            _atomic(self.csv_path, write)
+            self.rows = [{k: _value(k, v) for k, v in r.items() if v != ""} for r in kept]
+            self.done = {r["id"] for r in kept}
+            self._file = open(self.csv_path, "a", newline="")
+            self._csv = csv.DictWriter(self._file, columns, extrasaction="ignore")
+        except BaseException:
+            self._lock.close()
+            raise
 
     def add(self, row: dict, image: Image.Image | None = None, labels: torch.Tensor | None = None,
             mask: torch.Tensor | None = None, box: torch.Tensor | None = None) -> None:
@@ -64,9 +150,9 @@ class ResultsWriter:
             row["n_labels"] = int(labels.max()) + 1
             if self.save_labels:
                 dtype = np.uint8 if row["n_labels"] <= 256 else np.uint16
-                Image.fromarray(labels.numpy().astype(dtype)).save(self.out / "labels" / f"{row['id']}.png")
+                atomic_save_image(Image.fromarray(labels.numpy().astype(dtype)), self.out / "labels" / f"{row['id']}.png")
             if self.save_overlays and image is not None:
-                overlay(image, labels, box).save(self.out / "overlays" / f"{row['id']}.jpg", quality=90)
+                atomic_save_image(overlay(image, labels, box), self.out / "overlays" / f"{row['id']}.jpg", quality=90)
         if box is not None:
             row.update(zip(("x0", "y0", "x1", "y1"), (float(v) for v in box)))
         self._csv.writerow(row)
@@ -75,14 +161,79 @@ class ResultsWriter:
         self.rows.append(row)
         self.done.add(str(row["id"]))
 
-    def close(self, summary: dict) -> None:
-        self._file.close()
-        clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()}
-        atomic_write_text(self.out / "summary.json", json.dumps(clean, indent=2, default=str) + "\n")
+    def close(self, summary: dict | None = None) -> None:
+        """Close results.csv; write summary.json (atomically) when given; release the directory."""
+        if not self._file.closed:
+            self._file.close()
+        if summary is not None:
+            write_summary(self.out, summary)
+        self._lock.close()
+
+
+def write_summary(out: Path, summary: dict) -> None:
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
+    atomic_write_text(Path(out) / "summary.json", json.dumps(clean, indent=2, default=str) + "\n")
+
+
+def _lock(out: Path):
+    """An exclusive, non-blocking lock on out/.lock, held while the returned file stays open."""
+    handle = open(out / ".lock", "a+")
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; directories are still unique per run
+        return handle
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        owner = handle.read().strip() or "unknown"
+        handle.close()
+        raise RunDirBusy(f"run directory {out} (hydra.run.dir or resume) is in use by another run (pid {owner}); "
+                         "wait for it to finish, or give this run its own directory") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def check_settings(out: Path, settings: dict, overrides: list[str] | None = None) -> None:
+    """Results of one directory must come from one set of settings. The first run stores them in
+    settings.json, with its command-line ``overrides``; a later run (a resume) with a different
+    value for any key both know is refused, naming the keys. Keys only one of them knows (e.g. a
+    setting added to the code since) are not compared."""
+    path = Path(out) / "settings.json"
+    current = json.loads(json.dumps(settings, default=str))
+    stored = read_settings(out)
+    if stored is None:
+        record = {"overrides": list(overrides or []), "settings": current}
+        atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+        return
+    stored = stored["settings"]
+    differ = [k for k in sorted(stored.keys() & current.keys()) if stored[k] != current[k]]
+    if differ:
+        shown = ", ".join(f"{k}={stored[k]!r} (now {current[k]!r})" for k in differ[:5])
+        more = f" and {len(differ) - 5} more" if len(differ) > 5 else ""
+        raise ValueError(f"run directory {out} holds results computed with {shown}{more} (were the config files "
+                         "changed since?); give it the settings it was run with, or use a new directory")
+
+
+def read_settings(out: Path) -> dict | None:
+    """settings.json of a run directory: {"overrides": [...], "settings": {...}}, or None."""
+    try:
+        stored = json.loads((Path(out) / "settings.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return stored if isinstance(stored, dict) and isinstance(stored.get("settings"), dict) else None
 
 
 def summarize_run(rows: list[dict], **info) -> dict:
-    """The summary of per-image rows: metric means, maxFβ, CorLoc, pooled parts NMI/ARI."""
+    """The summary of per-image rows: metric means, maxFβ, CorLoc, pooled parts NMI/ARI, and the
+    counts n_images (rows), n_failed (rows with an error), n_evaluated (rows the metric means are
+    over: no error and some ground truth) and n_degenerate (one cluster for every patch; their
+    metrics are in the means). Rows are taken in id order, so the means do not depend on the order
+    the images were processed in (a resumed run gives the same numbers)."""
+    rows = sorted(rows, key=lambda r: str(r["id"]))
     s = metrics.summarize(rows)
     if "f_beta" in s:  # binary masks: each image's Fβ curve is flat, so maxFβ is the mean Fβ
         s["max_f_beta"] = s.pop("f_beta")
@@ -93,9 +244,16 @@ def summarize_run(rows: list[dict], **info) -> dict:
         gt = np.concatenate([np.array(r["kp_gt"].split(), int) for r in kp])
         pred = np.concatenate([np.array(r["kp_pred"].split(), int) for r in kp])
         s["nmi"], s["ari"] = metrics.nmi_ari(gt, pred)
-    for k in ("x0", "y0", "x1", "y1", "n_labels"):
+    for k in ("x0", "y0", "x1", "y1", "n_labels", "degenerate"):
         s.pop(k, None)
+    ok = [r for r in rows if not r.get("error")]
+    s["n_evaluated"] = sum(any(_present(r.get(k)) for k in ("iou", "corloc", "kp_gt")) for r in ok)
+    s["n_degenerate"] = sum(r.get("degenerate") is True for r in ok)
     return {**s, **info}
+
+
+def _present(v) -> bool:
+    return v is not None and v != "" and not (isinstance(v, float) and math.isnan(v))
 
 
 def overlay(image: Image.Image, labels: torch.Tensor, box: torch.Tensor | None, opacity: float = 0.5) -> Image.Image:

@@ -1,0 +1,177 @@
+"""A run's settings checked before any work (run.py calls `validate` first).
+
+Each problem is one paragraph naming the setting, its value and what is allowed; all problems are
+reported together in one `ConfigError`. Only what the stages would find late, or report badly, is
+checked here: the dataset constructors (DatasetError) and create_backbone (BackboneError, e.g. a
+checkpoint that does not fit the architecture) already raise good errors of their own, and run.py
+reports those the same way.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import timm
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from deepcut.features import FACETS
+
+
+class ConfigError(ValueError):
+    """A setting has a value that cannot work; the message says which, and what is allowed."""
+
+
+def one_paragraph(error: BaseException | str, limit: int = 1200) -> str:
+    """An error message on one line per paragraph, long ones (e.g. torch's list of missing keys)
+    cut at ``limit`` characters."""
+    paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", str(error)) if p.strip()]
+    text = "\n".join(paragraphs)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def validate(cfg: DictConfig) -> None:
+    problems = _backbone(cfg.backbone) + _method(cfg) + _run(cfg)
+    if problems:
+        raise ConfigError("\n\n".join(problems))  # one paragraph each
+
+
+def writable_dir(path: str | Path, setting: str) -> Path:
+    """``path`` as a directory this process can create files in (made if missing), or a ConfigError."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise ConfigError(f"{setting}={str(path)!r}: the output directory cannot be written "
+                          f"({err.strerror or err}); choose a directory you can write to") from None
+    return path
+
+
+def _source(cfg: DictConfig, group: str, key: str) -> str:
+    """The setting a user changes for ``group.key``: the target of an interpolation like ${loss.k}."""
+    node = cfg[group]._get_node(key)
+    if node is not None and OmegaConf.is_interpolation(cfg[group], key):
+        match = re.fullmatch(r"\$\{([\w.]+)\}", str(node._value()))
+        if match:
+            return match.group(1)
+    return f"{group}.{key}"
+
+
+def _backbone(b: DictConfig) -> list[str]:
+    problems = []
+    name = b.get("name")
+    if not isinstance(name, str) or not timm.is_model(name):
+        close = difflib.get_close_matches(str(name), timm.list_models(pretrained=True) + timm.list_models(), n=3)
+        hint = f"; close names: {', '.join(close)}" if close else ""
+        return [f"backbone.name={name!r} is not a timm model (any ViT of timm.list_models('vit_*') "
+                f"works, e.g. vit_small_patch8_224.dino){hint}"]
+    kwargs = b.get("model_kwargs") or {}
+    kwargs = OmegaConf.to_container(kwargs, resolve=True) if OmegaConf.is_config(kwargs) else dict(kwargs)
+    try:
+        with torch.device("meta"):  # the architecture only: no weights, no download, no memory
+            model = timm.create_model(name, pretrained=False, dynamic_img_size=True, **kwargs)
+    except TypeError as err:
+        return [f"backbone.model_kwargs={kwargs}: {name} does not accept them ({err})"]
+    patch_embed = getattr(model, "patch_embed", None)
+    if patch_embed is None or not hasattr(model, "blocks"):
+        return [f"backbone.name={name!r} is not a ViT (no patch embedding); DeepCut needs patch tokens"]
+    patch, depth = patch_embed.patch_size[0], len(model.blocks)
+    stride = b.get("stride")
+    if stride is not None and (not isinstance(stride, int) or stride <= 0 or patch % stride):
+        allowed = ", ".join(str(d) for d in range(1, patch + 1) if patch % d == 0)
+        problems.append(f"backbone.stride={stride!r}: {name} has {patch}px patches, so the stride must divide "
+                        f"{patch} ({allowed}) or be null (= {patch})")
+    layer = b.get("layer", -1)
+    if not isinstance(layer, int) or not -depth <= layer < depth:
+        problems.append(f"backbone.layer={layer!r}: {name} has {depth} blocks (use 0..{depth - 1}, or -1 for the last)")
+    resolution = b.get("resolution")
+    if not isinstance(resolution, int) or resolution < patch:
+        problems.append(f"backbone.resolution={resolution!r}: must be a whole number of pixels >= the patch size {patch}")
+    choices = {"facet": FACETS, "resize": ("square", "short_side"), "precision": ("fp32", "bf16", "tf32")}
+    for key, allowed in choices.items():
+        if key in b and b[key] not in allowed:
+            problems.append(f"backbone.{key}={b[key]!r}: use one of {', '.join(allowed)}")
+    if not isinstance(b.get("batch_size"), int) or b.batch_size < 1:
+        problems.append(f"backbone.batch_size={b.get('batch_size')!r}: must be a whole number >= 1")
+    weights = str(b.get("weights", "hub"))
+    if weights not in ("hub", "offline", "random") and not Path(weights).expanduser().is_file():
+        problems.append(f"backbone.weights={weights!r}: no such file (use hub, offline, random or the path "
+                        "of a .pth/.pt/.safetensors checkpoint)")
+    return problems
+
+
+def _method(cfg: DictConfig) -> list[str]:
+    m = cfg.method
+    target = str(m.get("_target_", ""))
+    problems = []
+
+    def check(group, key, ok, allowed, node=None):
+        node = node if node is not None else cfg.get(group)
+        if node is None or key not in node:
+            return
+        value = node[key]
+        if not ok(value):
+            problems.append(f"{_source(cfg, group, key) if group == 'method' else f'{group}.{key}'}="
+                            f"{value!r}: {allowed}")
+
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    def whole(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if target.endswith("DeepCut"):
+        check("method", "loss", lambda v: v in ("ncut", "cc"), "use ncut or cc")
+        check("method", "k", lambda v: whole(v) and v >= 2, "the number of clusters K must be a whole number >= 2")
+        if m.get("loss") == "cc":  # N-cut does not use alpha
+            check("method", "alpha", lambda v: number(v) and v > 0, "CC's affinity shift alpha must be > 0")
+        check("method", "mode", lambda v: v in ("single", "parts"), "use single or parts")
+        if m.get("split_background"):
+            check("method", "background_k", lambda v: whole(v) and v >= 2, "must be a whole number >= 2")
+        opt = m.get("optimisation") or {}
+        for key, ok, allowed in (
+                ("steps", lambda v: whole(v) and v >= 1, "the number of optimisation steps must be >= 1"),
+                ("lr", lambda v: number(v) and v > 0, "the learning rate must be > 0"),
+                ("restarts", lambda v: whole(v) and v >= 1, "must be a whole number >= 1"),
+                ("weight_decay", lambda v: number(v) and v >= 0, "must be >= 0"),
+                ("patience", lambda v: whole(v) and v >= 1, "must be a whole number >= 1"),
+                ("tol", lambda v: v is None or (number(v) and v >= 0), "must be null or >= 0")):
+            if key in opt and not ok(opt[key]):
+                problems.append(f"optimizer.{key}={opt[key]!r}: {allowed}")
+        gnn = m.get("gnn") or {}
+        if "dropout" in gnn and not (number(gnn.dropout) and 0 <= gnn.dropout < 1):
+            problems.append(f"gnn.dropout={gnn.dropout!r}: must be in [0, 1)")
+        for key in ("hidden", "mlp_hidden"):
+            if key in gnn and not (whole(gnn[key]) and gnn[key] >= 1):
+                problems.append(f"gnn.{key}={gnn[key]!r}: must be a whole number >= 1")
+    elif target.endswith("kmeans"):
+        check("method", "k", lambda v: whole(v) and v >= 2, "k-means needs a whole number of clusters >= 2")
+    elif target.endswith("lost"):
+        check("method", "k_patches", lambda v: whole(v) and v >= 1, "must be a whole number >= 1")
+    return problems
+
+
+def _run(cfg: DictConfig) -> list[str]:
+    problems = []
+    device = str(cfg.get("device", "auto"))
+    if device != "auto":
+        try:
+            kind = torch.device(device).type
+        except RuntimeError:
+            kind = None
+        if kind is None:
+            problems.append(f"device={device!r}: use auto, cpu, cuda or cuda:N")
+        elif kind == "cuda" and not torch.cuda.is_available():
+            problems.append(f"device={device!r} but no CUDA GPU is visible (CUDA_VISIBLE_DEVICES="
+                            f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); use device=auto or device=cpu")
+    if not isinstance(cfg.get("num_workers", 0), int) or cfg.get("num_workers", 0) < 0:
+        problems.append(f"num_workers={cfg.num_workers!r}: must be a whole number >= 0 (0 = decode in the main process)")
+    max_pixels = cfg.get("max_pixels")
+    if max_pixels is not None and (not isinstance(max_pixels, int) or max_pixels < 64 * 64):
+        problems.append(f"max_pixels={max_pixels!r}: must be null (no limit) or a whole number of pixels >= 4096")
+    return problems

@@ -1,0 +1,477 @@
+"""Faults injected into real `python run.py` runs (tiny random backbone, CPU): bad files and ground
+truth, NaN features, degenerate clusterings, SIGKILL + resume, SIGTERM, concurrent runs, corrupted
+cache entries, wrong settings. Plus the pieces in-process: results.csv, locks, the cache, validation."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from PIL import Image
+
+import run
+from deepcut.cache import FeatureCache, tensor_digest
+from deepcut.datasets import Folder, Sample, load_image
+from deepcut.pipeline import Extractor, Postprocess
+from deepcut.results import ResultsWriter, RunDirBusy, read_results, read_rows
+from deepcut.validate import ConfigError, validate, writable_dir
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = OmegaConf.load(REPO / "configs" / "backbone" / "tiny_random.yaml")
+# Slow enough (~0.2 s per image) that a signal lands mid-run; one image per batch.
+SLOW = ["optimizer.steps=200", "backbone.batch_size=1"]
+N_GOOD = 10
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def photo(path: Path, size=(64, 48), seed=0, mode="RGB", **save) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).convert(mode).save(path, **save)
+    return path
+
+
+def mask(path: Path, size=(64, 48)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    a = np.zeros((size[1], size[0]), np.uint8)
+    a[size[1] // 4: 3 * size[1] // 4, size[0] // 4: 3 * size[0] // 4] = 255
+    Image.fromarray(a).save(path)
+    return path
+
+
+def good_dataset(root: Path, n: int = N_GOOD) -> Path:
+    for i in range(n):
+        size = (40 + 8 * i, 64 - 2 * i)
+        photo(root / "images" / f"img{i:02d}.png", size, seed=i)
+        mask(root / "masks" / f"img{i:02d}.png", size)
+    (root / "images" / "broken.png").write_bytes(b"")  # failures belong in a resumed run too
+    mask(root / "masks" / "broken.png")
+    return root
+
+
+def env(cache: Path) -> dict:
+    e = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    return {**e, "DEEPCUT_CACHE": str(cache), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def command(out: Path, data: Path, *extra: str) -> list[str]:
+    return [sys.executable, "run.py", f"hydra.run.dir={out}", "backbone=tiny_random", "dataset=folder",
+            f"dataset.root={data}", *extra]
+
+
+def run_py(out: Path, data: Path, cache: Path, *extra: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run(command(out, data, *extra), cwd=REPO, env=env(cache), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def start(out: Path, data: Path, cache: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(command(out, data, *extra), cwd=REPO, env=env(cache), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def n_rows(out: Path) -> int:
+    path = out / "results.csv"
+    return max(0, path.read_text().count("\n") - 1) if path.exists() else 0
+
+
+def wait_rows(proc: subprocess.Popen, out: Path, k: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while n_rows(out) < k:
+        assert proc.poll() is None, f"the run ended before {k} rows: {proc.communicate()[0][-3000:]}"
+        assert time.monotonic() < deadline, "no progress"
+        time.sleep(0.005)
+
+
+def outcome(out: Path) -> tuple[list[dict], dict, dict]:
+    """Rows by id and summary without timings, and the label PNGs' bytes."""
+    rows = sorted(read_rows(out / "results.csv"), key=lambda r: r["id"])
+    for r in rows:
+        r.pop("time_s", None)
+    summary = json.loads((out / "summary.json").read_text())
+    summary.pop("time_s", None)
+    labels = {p.name: p.read_bytes() for p in (out / "labels").iterdir()}
+    return rows, summary, labels
+
+
+def no_temporaries(out: Path) -> None:
+    assert not [p for p in out.rglob("*.tmp")], "a temporary file was left behind"
+
+
+def ok(proc, code=0) -> None:
+    output = proc.stdout + (proc.stderr or "")
+    assert proc.returncode == code, output[-4000:]
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory):
+    """Every kind of bad input next to every odd but valid image format. Returns (root, cache,
+    expected error substrings by id)."""
+    root = tmp_path_factory.mktemp("faulty")
+    images, masks = root / "images", root / "masks"
+    for stem, save in {"rgb": {}, "grey": {"mode": "L"}, "rgba": {"mode": "RGBA"}, "palette": {"mode": "P"},
+                       "onebit": {"mode": "1"}}.items():
+        photo(images / f"{stem}.png", seed=len(stem), **save)
+    photo(images / "cmyk.jpg", mode="CMYK", quality=95)
+    Image.fromarray((np.random.default_rng(3).random((48, 64)) * 65535).astype(np.uint16)).save(images / "i16.png")
+    photo(images / "tiny.png", size=(3, 2))                       # smaller than one 8 px patch
+    photo(images / "big.png", size=(240, 180))                    # > max_pixels=10000 below: downscaled
+    Image.new("RGB", (64, 48), (90, 140, 30)).save(images / "flat.png")  # one colour: one cluster
+    photo(images / "nan.png", seed=7)                             # its cached features are NaN
+    (images / "empty.png").write_bytes(b"")
+    whole = (images / "rgb.png").read_bytes()
+    (images / "truncated.png").write_bytes(whole[: len(whole) // 2])
+    (images / "text.jpg").write_text("not a picture\n")
+    photo(images / "mask_size.png")
+    photo(images / "mask_bad.png")
+    for p in images.iterdir():
+        size = {"tiny": (3, 2), "big": (240, 180)}.get(p.stem, (64, 48))
+        mask(masks / f"{p.stem}.png", size)
+    mask(masks / "mask_size.png", (30, 20))
+    (masks / "mask_bad.png").write_bytes(b"\x89PNG garbage")
+    # NaN features for nan.png: a cache entry under the key the run will compute.
+    cache = root.parent / f"{root.name}_cache"
+    store = FeatureCache(cache / "features")
+    extractor = Extractor(**TINY, device="cpu", cache=store)
+    tensor = extractor.preprocess(load_image(images / "nan.png"))
+    (features, _), = extractor([tensor])
+    store.put(extractor.fingerprint + tensor_digest(tensor), torch.full_like(features, float("nan")))
+    errors = {"empty": "empty file", "truncated": "not a readable image", "text": "not a readable image",
+              "mask_size": "mask is 30x20", "mask_bad": "not a readable image", "nan": "non-finite"}
+    return root, cache, errors
+
+
+@pytest.mark.slow
+def test_bad_input_is_recorded_and_the_run_goes_on(faulty, tmp_path):
+    root, cache, errors = faulty
+    out = tmp_path / "run"
+    proc = run_py(out, root, cache, "++max_pixels=10000")
+    ok(proc)
+    rows = {r["id"]: r for r in read_rows(out / "results.csv")}
+    ids = {p.stem for p in (root / "images").iterdir()}
+    assert set(rows) == ids
+    for sid, expected in errors.items():
+        assert expected in rows[sid].get("error", ""), rows[sid]
+        assert "iou" not in rows[sid]
+    for sid in ids - errors.keys():
+        assert not rows[sid].get("error"), rows[sid]
+        assert 0 <= rows[sid]["iou"] <= 1
+        assert (out / "labels" / f"{sid}.png").is_file()
+    assert "downscaled from 240x180" in rows["big"]["note"]
+    assert rows["flat"]["degenerate"] is True and rows["flat"]["n_labels"] == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_images"] == len(ids) and summary["n_failed"] == len(errors)
+    assert summary["n_evaluated"] == len(ids) - len(errors)
+    assert summary["n_degenerate"] >= 1 and summary["complete"] is True
+    assert "Traceback" not in proc.stdout + proc.stderr
+    # strict=true: the same run (failed images retried, the rest skipped) now exits 1, summary written.
+    (out / "summary.json").unlink()
+    strict = run_py(out, root, cache, "++max_pixels=10000", "strict=true")
+    ok(strict, 1)
+    assert "resuming" in strict.stdout and "strict=true" in strict.stdout
+    again = json.loads((out / "summary.json").read_text())
+    assert {k: v for k, v in again.items() if k != "time_s"} == {k: v for k, v in summary.items() if k != "time_s"}
+
+
+def test_process_isolates_the_failing_image():
+    """A method failing on one image of a batch (e.g. a NaN loss raising) fails that image only;
+    a method putting every patch in one cluster gives a degenerate row, not an error."""
+    def extractor(tensors):
+        return [(t.flatten()[:16].reshape(16, 1).repeat(1, 4), (4, 4)) for t in tensors]
+
+    def method(features, grid, *, seed=0):
+        if features[0, 0] == 1:
+            raise FloatingPointError("non-finite loss")
+        if features[0, 0] == 2:
+            return torch.zeros(grid, dtype=torch.long)
+        return (torch.arange(16).reshape(grid) % 2)
+
+    cfg = OmegaConf.create({"graph": {"center": False}, "seed": 0})
+    batch = []
+    for i, value in enumerate([0.5, 1, 2]):
+        image = Image.new("RGB", (16, 16))
+        sample = Sample(f"s{i}", "", image, np.ones((16, 16), bool))
+        batch.append((sample, torch.full((3, 16, 16), float(value)), None, None))
+    batch.append(("s3", None, "DatasetError: empty file", None))
+    rows = {row["id"]: (row, extras) for row, extras in run.process(batch, extractor, method, Postprocess(), cfg)}
+    assert rows["s3"][0]["error"].startswith("DatasetError") and rows["s3"][1] == ()
+    assert rows["s1"][0]["error"] == "FloatingPointError: non-finite loss"
+    assert rows["s2"][0]["degenerate"] is True and rows["s2"][0]["iou"] == 0.0
+    assert rows["s0"][0]["degenerate"] is False and "error" not in rows["s0"][0]
+
+
+def test_huge_image_is_downscaled_before_processing(tmp_path):
+    """A 10000x10000 photo decodes (PIL's bomb limit is ~179 Mpx) and is bounded to max_pixels
+    before anything full-size (labels, overlay, metrics) is computed."""
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (10000, 10000), (200, 30, 60)).save(tmp_path / "images" / "huge.png")
+    mask(tmp_path / "masks" / "huge.png", (10000, 10000))
+    extractor = Extractor(**TINY, device="cpu")
+    with pytest.warns(Image.DecompressionBombWarning):  # PIL warns above ~89 Mpx, raises above ~179 Mpx
+        sample, tensor, error, note = run.Loaded(Folder(root=tmp_path), [0], extractor.preprocess, 4096 * 4096)[0]
+    assert error is None and note.startswith("downscaled from 10000x10000")
+    assert sample.image.size == sample.mask.shape[::-1] == (4096, 4096)
+    assert tensor.shape == (3, 64, 64)
+
+
+# ---------------------------------------------------------------- kill, signal, resume
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    """An uninterrupted run: what every interrupted and resumed run must reproduce."""
+    base = tmp_path_factory.mktemp("clean")
+    data = good_dataset(base / "data")
+    out = base / "run"
+    ok(run_py(out, data, base / "cache", *SLOW))
+    return data, out, outcome(out)
+
+
+@pytest.mark.slow
+def test_sigkill_at_a_random_point_then_resume_is_identical(clean, tmp_path):
+    data, _, expected = clean
+    out, cache = tmp_path / "run", tmp_path / "cache"  # its own cache: features are recomputed too
+    k = random.Random().randint(1, N_GOOD - 2)
+    proc = start(out, data, cache, *SLOW)
+    wait_rows(proc, out, k)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    killed_at = n_rows(out)
+    assert killed_at < N_GOOD + 1, "the run ended before the kill"
+    assert not (out / "summary.json").exists()
+    done = sum(not r.get("error") for r in read_rows(out / "results.csv"))  # failed images are retried
+    resumed = run_py(out, data, cache, *SLOW)
+    ok(resumed)
+    assert not done or f"{done} of {N_GOOD + 1} images already done" in resumed.stdout
+    assert outcome(out) == expected, f"killed after {killed_at} rows"
+    no_temporaries(out)
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_the_image_writes_the_summary_and_resumes(clean, tmp_path):
+    data, _, expected = clean
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    proc = start(out, data, cache, *SLOW)
+    wait_rows(proc, out, 2)
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 128 + signal.SIGTERM, output[-3000:]
+    assert "Traceback" not in output and "resume=" in output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is False and summary["n_images"] == n_rows(out) < N_GOOD + 1
+    # resume=<dir> alone continues it with its own settings (and may change operational ones).
+    resumed = subprocess.run([sys.executable, "run.py", f"resume={out}", "num_workers=1"], cwd=REPO,
+                             env=env(cache), capture_output=True, text=True, timeout=180)
+    ok(resumed)
+    assert outcome(out) == expected
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "run"]  # no second run directory
+    no_temporaries(out)
+
+
+def test_torn_last_line_is_dropped_and_kept_rows_are_rewritten_atomically(tmp_path):
+    w = ResultsWriter(tmp_path)
+    w.add({"id": "a", "iou": 0.1 + 0.2, "corloc": True})
+    w.add({"id": "b", "error": "DatasetError: empty file"})
+    w.add({"id": "c", "iou": 1 / 3, "kp_gt": "3", "kp_pred": "1"})
+    w.close()
+    with open(tmp_path / "results.csv", "a") as f:
+        f.write("d,,,False,0.5,0.")  # killed mid-line
+    (tmp_path / "labels" / ".d.png.123.tmp").write_bytes(b"half")
+    w = ResultsWriter(tmp_path)
+    try:
+        assert w.done == {"a", "c"}  # b failed: retried
+        rows = read_rows(tmp_path / "results.csv")
+        assert rows == [{"id": "a", "iou": 0.1 + 0.2, "corloc": True}, {"id": "c", "iou": 1 / 3, "kp_gt": "3", "kp_pred": "1"}]
+        assert read_results(tmp_path / "results.csv")["id"].tolist() == ["a", "c"]
+        no_temporaries(tmp_path)
+    finally:
+        w.close()
+
+
+# ---------------------------------------------------------------- concurrency and the cache
+
+
+def test_one_directory_has_one_writer(tmp_path):
+    first = ResultsWriter(tmp_path)
+    with pytest.raises(RunDirBusy, match="in use by another run"):
+        ResultsWriter(tmp_path)
+    first.close()
+    ResultsWriter(tmp_path).close()  # released on close (and by the OS when a process dies)
+
+
+def test_resume_becomes_the_runs_own_command(tmp_path):
+    ResultsWriter(tmp_path, settings={"loss.k": 3}, overrides=["backbone=tiny_random", "loss.k=3", "num_workers=2"]).close()
+    argv = run.preflight([f"resume={tmp_path}", "num_workers=0", "device=cpu"])
+    assert argv == ["backbone=tiny_random", "loss.k=3", "num_workers=0", "device=cpu", f"hydra.run.dir={tmp_path}"]
+    assert run.preflight(["--cfg", "job", f"resume={tmp_path}", "loss.k=3"])[:2] == ["--cfg", "job"]  # same value: fine
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["resume={run}", "loss.k=4"], "changes loss.k"),
+    (["resume={run}", "-m"], "cannot be swept"),
+    (["resume={run}/nothing"], "not the directory of a run"),
+    (["hydra.run.dir={run}", "backbone=tiny_random", "loss.k=4"], "differs in loss.k"),
+    (["hydra.run.dir={run}", "backbone=tiny_random"], "differs in loss.k"),  # loss.k=3 no longer given
+    (["hydra.run.dir={run}/file/sub"], "hydra.run.dir="),
+])
+def test_preflight_refuses_before_hydra_touches_the_directory(tmp_path, capsys, argv, message):
+    ResultsWriter(tmp_path, settings={}, overrides=["backbone=tiny_random", "loss.k=3"]).close()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit) as err:
+        run.preflight([a.format(run=tmp_path) for a in argv])
+    assert err.value.code == 2 and message in capsys.readouterr().err
+    # the same command again, with operational settings changed, is a resume
+    run.preflight([f"hydra.run.dir={tmp_path}", "backbone=tiny_random", "loss.k=3", "num_workers=3"])
+
+
+def test_settings_of_a_directory_cannot_change(tmp_path):
+    ResultsWriter(tmp_path, settings={"loss.k": 2, "seed": 0}).close()
+    ResultsWriter(tmp_path, settings={"loss.k": 2, "seed": 0, "new.key": 1}).close()  # new keys are fine
+    with pytest.raises(ValueError, match=r"loss.k=2 \(now 3\)"):
+        ResultsWriter(tmp_path, settings={"loss.k": 3, "seed": 0})
+
+
+@pytest.mark.slow
+def test_same_run_dir_started_twice_at_once(clean, tmp_path):
+    """Two runs given one directory (e.g. two started in the same second with a per-second
+    default): one works, the other stops with exit 2 or finds everything done; never mixed rows."""
+    data, _, expected = clean
+    out = tmp_path / "run"
+    procs = [start(out, data, tmp_path / "cache", *SLOW) for _ in range(2)]
+    outputs = [p.communicate(timeout=240)[0] for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes in ([0, 0], [0, 2]), outputs
+    if codes == [0, 2]:
+        assert "in use by another run" in outputs[[p.returncode for p in procs].index(2)]
+    assert outcome(out) == expected
+
+
+@pytest.mark.slow
+def test_concurrent_runs_share_a_cache_then_corrupted_entries_are_recomputed(clean, tmp_path):
+    data, _, expected = clean
+    cache = tmp_path / "cache"
+    procs = [start(tmp_path / f"run{i}", data, cache, *SLOW) for i in range(2)]
+    for p in procs:
+        output = p.communicate(timeout=240)[0]
+        assert p.returncode == 0, output[-3000:]
+    for i in range(2):
+        assert outcome(tmp_path / f"run{i}") == expected
+    entries = sorted((cache / "features").rglob("*.safetensors"))
+    assert len(entries) == N_GOOD
+    store = FeatureCache(cache / "features")
+    assert all(store.get(p.stem) is not None for p in entries)
+    no_temporaries(cache)
+    # Corrupt every entry (a flipped byte in the data, in the header, a truncation, garbage, empty).
+    for i, p in enumerate(entries):
+        data_bytes = bytearray(p.read_bytes())
+        kind = i % 5
+        if kind == 0:
+            data_bytes[-5] ^= 0xFF
+        elif kind == 1:
+            data_bytes[12] ^= 0x55
+        elif kind == 2:
+            data_bytes = data_bytes[: len(data_bytes) // 2]
+        elif kind == 3:
+            data_bytes = bytearray(os.urandom(len(data_bytes)))
+        else:
+            data_bytes = bytearray()
+        p.write_bytes(bytes(data_bytes))
+        assert store.get(p.stem) is None
+    out = tmp_path / "after"
+    ok(run_py(out, data, cache, *SLOW))
+    assert outcome(out) == expected
+    assert all(store.get(p.stem) is not None for p in entries), "corrupted entries were not rewritten"
+
+
+# ---------------------------------------------------------------- settings
+
+
+def config(*overrides: str):
+    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
+        return compose("config", overrides=["backbone=tiny_random", *overrides])
+
+
+@pytest.mark.parametrize("overrides, setting", [
+    (["backbone.name=vit_nonexistent_patch8"], "backbone.name='vit_nonexistent_patch8'"),
+    (["backbone.stride=3"], "backbone.stride=3"),
+    (["backbone.layer=5"], "backbone.layer=5"),
+    (["backbone.resolution=4"], "backbone.resolution=4"),
+    (["+backbone.model_kwargs.nonsense=1"], "backbone.model_kwargs"),
+    (["loss.k=1"], "loss.k=1"),
+    (["loss=cc", "loss.alpha=0"], "loss.alpha=0"),
+    (["optimizer.steps=0"], "optimizer.steps=0"),
+    (["optimizer.lr=-0.001"], "optimizer.lr=-0.001"),
+    (["mode=parts", "loss.k=1"], "loss.k=1"),
+    (["method=kmeans", "method.k=1"], "method.k=1"),
+    (["backbone.weights=/no/such/checkpoint.pth"], "backbone.weights='/no/such/checkpoint.pth'"),
+    (["num_workers=-1"], "num_workers=-1"),
+])
+def test_validation_names_the_setting(overrides, setting):
+    with pytest.raises(ConfigError) as err:
+        validate(config(*overrides))
+    assert setting in str(err.value)
+    assert "\n" not in str(err.value)  # one paragraph
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(ConfigError) as err:
+        validate(config("backbone.stride=3", "loss.k=1", "optimizer.lr=0"))
+    assert len(run.one_paragraph(err.value).splitlines()) == 3
+
+
+def test_validation_passes_every_shipped_backbone_and_method():
+    for group in ("backbone", "method", "loss", "mode"):
+        for option in sorted((REPO / "configs" / group).glob("*.yaml")):
+            validate(config(f"{group}={option.stem}"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_cuda_without_gpu_is_a_setting_error():
+    with pytest.raises(ConfigError, match="device='cuda'"):
+        validate(config("device=cuda"))
+
+
+def test_unwritable_output_dir(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match="hydra.run.dir=.*cannot be written"):
+        writable_dir(tmp_path / "file" / "run", "hydra.run.dir")
+
+
+@pytest.mark.slow
+def test_user_errors_exit_2_with_one_paragraph_and_no_traceback(tmp_path):
+    (tmp_path / "file").write_text("")
+    data = good_dataset(tmp_path / "data", 1)
+    torch.save({"model": {"blocks.0.weight": torch.zeros(3)}}, tmp_path / "other.pth")
+    cases = {  # the arguments and what the message must name
+        "backbone": (["backbone.name=vit_nonexistent_patch8"], "backbone.name"),
+        "root": ([f"dataset.root={tmp_path / 'missing'}"], f"expected the folder {tmp_path / 'missing'}"),
+        "checkpoint": ([f"backbone.weights={tmp_path / 'other.pth'}"], "do not match the architecture"),
+        "run_dir": ([f"hydra.run.dir={tmp_path / 'file' / 'run'}"], "hydra.run.dir"),
+        "resume": ([f"resume={tmp_path / 'file'}"], "resume="),
+    }
+    procs = {}
+    for name, (args, _) in cases.items():
+        cmd = command(tmp_path / name, data, *args)
+        if name == "run_dir":
+            cmd.pop(2)  # its own hydra.run.dir instead
+        procs[name] = subprocess.Popen(cmd, cwd=REPO, env=env(tmp_path / "cache"), stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, text=True)
+    for name, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=180)
+        assert proc.returncode == 2, (name, stdout[-2000:], stderr[-2000:])
+        assert cases[name][1] in stdout + stderr, (name, stdout[-2000:], stderr[-2000:])
+        assert "Traceback" not in stdout + stderr, name
