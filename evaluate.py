@@ -24,26 +24,25 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from deepcut.masks import mask_to_box
-from deepcut.pipeline import image_metrics
+from deepcut.pipeline import bound, image_metrics
 from deepcut.results import read_results, summarize_run
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 
 
-def dataset_config(run_dir: Path, overrides: list[str]):
+def run_config(run_dir: Path, overrides: list[str]):
     saved = run_dir / ".hydra" / "config.yaml"
     if any(o.startswith("dataset=") for o in overrides) or not saved.exists():
         with initialize_config_dir(str(CONFIGS), version_base="1.3"):
-            cfg = compose("config", overrides=overrides)
-        return cfg.dataset
+            return compose("config", overrides=overrides)
     cfg = OmegaConf.load(saved)
     for o in overrides:  # dataset.root=... style tweaks of the saved config
         key, value = o.split("=", 1)
         OmegaConf.update(cfg, key, value)
-    return cfg.dataset
+    return cfg
 
 
-def evaluate(run_dir: Path, dataset) -> tuple[pd.DataFrame, dict]:
+def evaluate(run_dir: Path, dataset, max_pixels: int | None = None) -> tuple[pd.DataFrame, dict]:
     saved = read_results(run_dir / "results.csv")
     boxes = saved.set_index("id")[["x0", "y0", "x1", "y1"]] if "x0" in saved else None
     rows = []
@@ -52,7 +51,7 @@ def evaluate(run_dir: Path, dataset) -> tuple[pd.DataFrame, dict]:
         if not path.exists():
             rows.append({"id": sid, "error": f"no prediction {path}"})
             continue
-        sample = dataset[i]
+        sample, _ = bound(dataset[i], max_pixels)  # as run.py did: huge images were downscaled
         labels = torch.from_numpy(np.asarray(Image.open(path)).astype(np.int64))
         if labels.shape != (sample.image.height, sample.image.width):
             rows.append({"id": sid, "error": f"{path} is {tuple(labels.shape)}, image is {sample.image.size[::-1]}"})
@@ -74,8 +73,8 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if not args.run_dir.is_dir():
         parser.error(f"{args.run_dir} is not a directory")
-    dataset = instantiate(dataset_config(args.run_dir, args.overrides))
-    table, summary = evaluate(args.run_dir, dataset)
+    cfg = run_config(args.run_dir, args.overrides)
+    table, summary = evaluate(args.run_dir, instantiate(cfg.dataset), cfg.get("max_pixels", 4096 ** 2))
     table.to_csv(args.run_dir / "evaluation.csv", index=False)
     (args.run_dir / "evaluation.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     print(pd.Series(summary).to_string())

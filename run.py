@@ -12,7 +12,6 @@ writing summary.json ("complete": false).
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
@@ -37,7 +36,7 @@ from tqdm import tqdm
 from deepcut import metrics
 from deepcut.cache import FeatureCache
 from deepcut.graph import prepare_features
-from deepcut.pipeline import Extractor, Postprocess, image_metrics, run_method
+from deepcut.pipeline import Extractor, Postprocess, bound, image_metrics, run_method
 from deepcut.results import ResultsWriter, read_rows, read_settings, summarize_run
 from deepcut.segment import derive_seed
 from deepcut.validate import ConfigError, one_paragraph, validate, writable_dir
@@ -76,28 +75,6 @@ def settings(cfg: DictConfig) -> dict:
 
 
 # ---------------------------------------------------------------- loading
-
-
-def bound(sample, max_pixels: int | None):
-    """A sample whose image has more than ``max_pixels`` pixels, downscaled (ground truth too) so
-    that post-processing and metrics at full size stay within memory; plus a note saying so.
-    Decoding itself is bounded by PIL's decompression-bomb limit (~179 Mpx raises)."""
-    w, h = sample.image.size
-    if not max_pixels or w * h <= max_pixels:
-        return sample, None
-    scale = math.sqrt(max_pixels / (w * h))
-    size = (max(1, int(w * scale)), max(1, int(h * scale)))
-    sx, sy = size[0] / w, size[1] / h
-    mask, boxes, parts = sample.mask, sample.boxes, sample.parts
-    if mask is not None:
-        mask = np.asarray(Image.fromarray(mask).resize(size, Image.NEAREST))
-    if boxes is not None:
-        boxes = boxes * np.array([sx, sy, sx, sy], np.float32)
-    if parts is not None:
-        parts = np.concatenate([parts[:, :2] * np.array([sx, sy], np.float32), parts[:, 2:]], axis=1)
-    image = sample.image.resize(size, Image.BILINEAR, reducing_gap=3.0)
-    return (dataclasses.replace(sample, image=image, mask=mask, boxes=boxes, parts=parts),
-            f"downscaled from {w}x{h} to {size[0]}x{size[1]} (max_pixels={max_pixels})")
 
 
 def reason(error: BaseException) -> str:

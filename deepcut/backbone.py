@@ -80,7 +80,13 @@ def read_checkpoint(path: str | Path, checkpoint_key: str = "student") -> dict[s
 
 def _load(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     state = checkpoint_filter_fn(state, model)  # timm's own conversion: pos-embed resize, DINOv2 names
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise BackboneError(f"weights from {source} do not match the architecture {model.default_cfg.get('architecture')}:\n{e}") from e
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        raise BackboneError(
+            f"backbone.weights={source!r} does not fit backbone.name={model.default_cfg.get('architecture')!r}: "
+            f"{len(missing)} missing keys (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}), "
+            f"{len(wrong)} of the wrong shape (e.g. {wrong[:3]})")
+    model.load_state_dict(state, strict=True)

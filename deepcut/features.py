@@ -13,12 +13,14 @@ FACETS = ("key", "query", "value", "token")
 
 
 def resize(image: Image.Image, resolution: int, patch: int, mode: str = "square") -> Image.Image:
-    """Resize with LANCZOS (paper: 280x280). `short_side` keeps the aspect ratio; both sides are
-    rounded down to a multiple of the patch size, so the ViT sees whole patches."""
+    """Resize with LANCZOS (paper: 280x280). `short_side` keeps the aspect ratio (long side at most
+    4x the resolution); both sides are rounded down to a multiple of the patch size, so the ViT
+    sees whole patches."""
     if mode == "square":
         h = w = resolution
     elif mode == "short_side":
-        scale = resolution / min(image.size)
+        # The long side is capped at 4x the resolution: a 1x2000 strip must not become 16k patches.
+        scale = min(resolution / min(image.size), 4 * resolution / max(image.size))
         w, h = round(image.width * scale), round(image.height * scale)
     else:
         raise ValueError(f"backbone.resize={mode!r}: use 'square' or 'short_side'")

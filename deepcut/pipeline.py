@@ -2,6 +2,8 @@
 Plain Python over tensors; run.py (Hydra) and the benchmark build the pieces and call these."""
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -95,6 +97,28 @@ class Postprocess:
             from deepcut.bilateral import refine_mask
             mask = torch.from_numpy(refine_mask(np.asarray(image), mask.numpy(), **self.bilateral_params))
         return full, mask, mask_to_box(mask)
+
+
+def bound(sample, max_pixels: int | None):
+    """A sample whose image has more than ``max_pixels`` pixels, downscaled (ground truth too) so
+    that post-processing and metrics at full size stay within memory; plus a note saying so.
+    Decoding itself is bounded by PIL's decompression-bomb limit (~179 Mpx raises)."""
+    w, h = sample.image.size
+    if not max_pixels or w * h <= max_pixels:
+        return sample, None
+    scale = math.sqrt(max_pixels / (w * h))
+    size = (max(1, int(w * scale)), max(1, int(h * scale)))
+    sx, sy = size[0] / w, size[1] / h
+    mask, boxes, parts = sample.mask, sample.boxes, sample.parts
+    if mask is not None:
+        mask = np.asarray(Image.fromarray(mask).resize(size, Image.NEAREST))
+    if boxes is not None:
+        boxes = boxes * np.array([sx, sy, sx, sy], np.float32)
+    if parts is not None:
+        parts = np.concatenate([parts[:, :2] * np.array([sx, sy], np.float32), parts[:, 2:]], axis=1)
+    image = sample.image.resize(size, Image.BILINEAR, reducing_gap=3.0)
+    return (dataclasses.replace(sample, image=image, mask=mask, boxes=boxes, parts=parts),
+            f"downscaled from {w}x{h} to {size[0]}x{size[1]} (max_pixels={max_pixels})")
 
 
 def run_method(method, features: list[tuple[torch.Tensor, tuple[int, int]]], seeds: list[int]) -> list[torch.Tensor]:

@@ -110,6 +110,8 @@ def cluster(features: torch.Tensor, seeds: list[int], *, loss: str = "ncut", k: 
         final[~done] = _predict(model, ax)[~done]
     with torch.no_grad():
         losses = objective(final)
+    if not torch.isfinite(losses).all():  # NaN/Inf features or a broken graph: fail, don't guess
+        raise FloatingPointError(f"non-finite {loss} loss")
     return final.view(b, r, n, k).argmax(dim=-1), losses
 
 

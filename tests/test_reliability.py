@@ -459,7 +459,7 @@ def test_user_errors_exit_2_with_one_paragraph_and_no_traceback(tmp_path):
     cases = {  # the arguments and what the message must name
         "backbone": (["backbone.name=vit_nonexistent_patch8"], "backbone.name"),
         "root": ([f"dataset.root={tmp_path / 'missing'}"], f"expected the folder {tmp_path / 'missing'}"),
-        "checkpoint": ([f"backbone.weights={tmp_path / 'other.pth'}"], "do not match the architecture"),
+        "checkpoint": ([f"backbone.weights={tmp_path / 'other.pth'}"], "does not fit backbone.name"),
         "run_dir": ([f"hydra.run.dir={tmp_path / 'file' / 'run'}"], "hydra.run.dir"),
         "resume": ([f"resume={tmp_path / 'file'}"], "resume="),
     }

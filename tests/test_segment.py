@@ -143,3 +143,10 @@ def test_border_rule_and_boxes():
     box = mask_to_box(out == 1)
     assert box.tolist() == [2, 1, 5, 4]  # x0, y0, x1, y1 in pixel edges
     assert mask_to_box(torch.zeros(3, 3, dtype=torch.bool)) is None
+
+
+def test_non_finite_features_fail_loudly():
+    f = torch.randn(20, 4)
+    f[3, 1] = float("nan")
+    with pytest.raises(FloatingPointError, match="non-finite ncut loss"):
+        DeepCut()(f, (4, 5), seed=0)
