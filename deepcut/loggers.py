@@ -2,16 +2,92 @@
 start -> log_image (per image) -> log_summary -> finish (always, even when the job fails).
 
 RunLogger is the default: results.csv and summary.json (written by deepcut.results) are the
-local record, so it does nothing more and needs no account.
+local record; it adds run_info.json (the commit and command that produced the run), which
+experiments/make_tables.py reports next to each run. WandbLogger (`logger=wandb`) does the same
+and also sends the run to Weights & Biases.
 """
 from __future__ import annotations
 
+import datetime
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import socket
+import subprocess
+import sys
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def git_state(repo: Path = REPO) -> dict:
+    """The commit checked out in `repo` and whether tracked files differ from it (None: not a git checkout)."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10)
+    try:
+        head = git("rev-parse", "HEAD")
+        if head.returncode:
+            return {"commit": None, "dirty": None}
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+        return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def run_info() -> dict:
+    """Where a run came from: commit, command line, host, start time, library versions."""
+    versions = {}
+    for package in ("torch", "timm", "hydra-core"):
+        try:  # from the installed metadata: importing timm would import wandb (timm.utils.summary)
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return {**git_state(), "command": [Path(sys.argv[0]).name, *sys.argv[1:]], "host": socket.gethostname(),
+            "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "python": platform.python_version(), **versions}
+
+
+def hydra_info() -> dict:
+    """The job's Hydra context (choices of every group, overrides, sweep dir), or {} outside Hydra."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+        if not HydraConfig.initialized():
+            return {}
+        hc = HydraConfig.get()
+        multirun = hc.mode == RunMode.MULTIRUN
+        return {"choices": {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra/")},
+                "overrides": list(hc.overrides.task), "override_dirname": hc.job.override_dirname,
+                "multirun": multirun, "sweep_dir": str(hc.sweep.dir) if multirun else None,
+                "job_num": hc.job.get("num") if multirun else None}
+    except Exception:  # noqa: BLE001 - logging context is optional, never a reason to fail a run
+        return {}
+
+
+def run_name(overrides: list[str]) -> str | None:
+    """A run's name from its command-line overrides, without the ones that only say how it ran."""
+    keep = [o for o in overrides if not o.lstrip("+~").split("=", 1)[0].split(".", 1)[0]
+            in ("logger", "launcher", "sweeper", "hydra")]
+    return ",".join(keep)[:128] or None
 
 
 class RunLogger:
+    """Local files only: writes run_info.json beside results.csv and summary.json (a resumed run
+    keeps its earlier sessions' commits under "earlier")."""
+
     def start(self, config: dict, out_dir: Path) -> None:
-        pass
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        info, path = run_info(), self.out_dir / "run_info.json"
+        if path.exists():  # a resumed run: keep where its earlier part came from
+            try:
+                old = json.loads(path.read_text())
+                info["earlier"] = old.pop("earlier", []) + [{k: old.get(k) for k in ("commit", "dirty", "started")}]
+            except (OSError, ValueError, AttributeError):
+                pass
+        path.write_text(json.dumps(info, indent=2) + "\n")
 
     def log_image(self, row: dict, overlay_path: Path | None = None) -> None:
         pass
@@ -21,3 +97,89 @@ class RunLogger:
 
     def finish(self, failed: bool = False) -> None:
         pass
+
+
+# Per-image keys of results.csv that become W&B series / table columns, with the summary name of
+# their running mean (corloc: a per-image hit, reported as a percentage like summary.json).
+RUNNING = {"iou": "miou", "acc": "acc", "f_beta": "max_f_beta", "corloc": "corloc", "time_s": "time_s"}
+TABLE_COLUMNS = ["id", "error", "iou", "acc", "f_beta", "corloc", "n_labels", "time_s"]
+
+
+class WandbLogger(RunLogger):
+    """Weights & Biases: the resolved config, per-image and running metrics, the first
+    `log_images` overlays, a per-image table and the final summary.
+
+    mode: online | offline | disabled; None reads WANDB_MODE (default online). Files go to
+    <run dir>/wandb/, never the working directory. group None: in a multirun, the sweep directory,
+    so every job of one sweep lands in one W&B group; name None: the job's overrides
+    (less logger/launcher/sweeper/hydra ones).
+    `wandb` is imported here only, so the default logger never needs it.
+    """
+
+    def __init__(self, project: str = "deepcut", entity: str | None = None, group: str | None = None,
+                 name: str | None = None, tags: list[str] | tuple = (), notes: str | None = None,
+                 mode: str | None = None, job_type: str | None = None, log_images: int = 8):
+        self.project, self.entity, self.group, self.name = project, entity, group, name
+        self.tags, self.notes, self.job_type = list(tags or []), notes, job_type
+        self.mode = mode or os.environ.get("WANDB_MODE") or "online"
+        if self.mode not in ("online", "offline", "disabled"):
+            raise ValueError(f"logger.mode={self.mode!r}: use online, offline or disabled")
+        self.log_images = log_images
+        self.run = None
+
+    def start(self, config: dict, out_dir: Path) -> None:
+        super().start(config, out_dir)
+        import wandb
+
+        self._wandb = wandb
+        hydra = hydra_info()
+        group = self.group
+        if group is None and hydra.get("multirun"):
+            group = hydra["sweep_dir"][-128:]  # W&B's limit on group names
+        name = self.name or run_name(hydra.get("overrides", []))
+        info = json.loads((self.out_dir / "run_info.json").read_text())
+        self.run = wandb.init(
+            project=self.project, entity=self.entity, group=group, name=name, tags=self.tags,
+            notes=self.notes, job_type=self.job_type, mode=self.mode, dir=str(self.out_dir),
+            config={**config, "hydra": hydra, "run_info": info, "output_dir": str(self.out_dir)})
+        self._sums: dict[str, float] = {}
+        self._counts: dict[str, int] = {}
+        self._images = self._failed = 0
+
+    def log_image(self, row: dict, overlay_path: Path | None = None) -> None:
+        if self.run is None:
+            return
+        data = {}
+        for key, summary_key in RUNNING.items():
+            v = row.get(key)
+            if isinstance(v, bool) or (isinstance(v, (int, float)) and not math.isnan(v)):
+                v = float(v)
+                data[f"image/{key}"] = v
+                self._sums[key] = self._sums.get(key, 0.0) + v
+                self._counts[key] = self._counts.get(key, 0) + 1
+                mean = self._sums[key] / self._counts[key]
+                data[f"running/{summary_key}"] = 100 * mean if key == "corloc" else mean
+        self._failed += bool(row.get("error"))
+        data["running/n_failed"] = self._failed
+        if overlay_path is not None and self._images < self.log_images and Path(overlay_path).is_file():
+            data["overlay"] = self._wandb.Image(str(overlay_path), caption=str(row["id"]))
+            self._images += 1
+        self.run.log(data)
+
+    def log_summary(self, summary: dict) -> None:
+        if self.run is None:
+            return
+        from deepcut.results import read_results
+
+        rows = read_results(self.out_dir / "results.csv")  # every image, resumed ones included
+        if len(rows):
+            cols = [c for c in TABLE_COLUMNS if c in rows]
+            table = rows[cols].astype(object).where(rows[cols].notna(), None)
+            self.run.log({"per_image": self._wandb.Table(columns=cols, data=table.values.tolist())})
+        self.run.summary.update({k: v for k, v in summary.items()
+                                 if v is not None and not (isinstance(v, float) and math.isnan(v))})
+
+    def finish(self, failed: bool = False) -> None:
+        if self.run is not None:
+            self.run.finish(exit_code=1 if failed else 0)
+            self.run = None

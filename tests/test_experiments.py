@@ -1,0 +1,267 @@
+"""The experiment framework: every experiment/launcher/sweeper config composes, and real sweeps run
+through the joblib, submitit-local and optuna plugins, then experiments/make_tables.py turns them
+into the tables (subprocesses through Hydra, as a user runs them)."""
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import timm
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.object_type import ObjectType
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.utils import get_object, instantiate
+from omegaconf import OmegaConf
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+sys.path.insert(0, str(ROOT / "experiments"))
+import make_tables  # noqa: E402
+
+EXPERIMENTS = sorted(str(p.relative_to(CONFIGS / "experiment").with_suffix("")) for p in (CONFIGS / "experiment").rglob("*.yaml"))
+PAPER = [e for e in EXPERIMENTS if e.startswith("paper_")]
+PAPER_NUMBERS = OmegaConf.to_container(OmegaConf.load(ROOT / "experiments" / "paper_numbers.yaml"))
+TINY = ["backbone=tiny_random"]
+IN_TURN = ["launcher=basic"]  # sweeps whose jobs are quick: no worker processes to start
+
+
+def run(*args, cwd=ROOT, env=None):
+    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "HYDRA_FULL_ERROR": "1", **(env or {})}, timeout=600)
+    if proc.returncode:
+        raise AssertionError(f"run.py {args} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def compose_config(*overrides, hydra=False):
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=hydra)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """Two of the bundled photos, small, with a box-shaped ground-truth mask: a folder dataset with metrics."""
+    import skimage.data
+    root = tmp_path_factory.mktemp("photos")
+    (root / "images").mkdir()
+    (root / "masks").mkdir()
+    for name in ("astronaut", "chelsea"):
+        Image.fromarray(getattr(skimage.data, name)()).resize((96, 64)).save(root / "images" / f"{name}.png")
+        mask = np.zeros((64, 96), np.uint8)
+        mask[16:48, 24:72] = 255
+        Image.fromarray(mask).save(root / "masks" / f"{name}.png")
+    return ["dataset=folder", f"dataset.root={root}"]
+
+
+def summaries(sweep: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted(sweep.glob("*/summary.json"))}
+
+
+def markdown_rows(path: Path) -> list[list[str]]:
+    """The data rows of the first table in a Markdown file, as cells."""
+    lines = path.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|---"))
+    rows = []
+    for line in lines[start + 1:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split(" | ")])
+    return rows
+
+
+# ------------------------------------------------------------------ composition (fast)
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_resolves_and_instantiates(experiment):
+    cfg = compose_config(f"experiment={experiment}", hydra=True)
+    assert cfg.hydra.runtime.choices.experiment == experiment
+    cfg = compose_config(f"experiment={experiment}")
+    OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    assert callable(instantiate(cfg.method))
+    instantiate(cfg.logger)
+    assert isinstance(get_object(cfg.dataset._target_), type)  # building it needs the data
+    assert timm.is_model(cfg.backbone.name)
+
+
+@pytest.mark.parametrize("experiment", PAPER)
+def test_paper_experiments_use_the_paper_settings(experiment):
+    cfg = compose_config(f"experiment={experiment}")
+    table = experiment.split("_")[1]
+    if table != "table4":
+        assert cfg.backbone.name == "vit_small_patch8_224.dino" and cfg.backbone.stride == 8
+        assert cfg.backbone.resolution == 280
+    assert (cfg.backbone.facet, cfg.backbone.layer, cfg.backbone.resize) == ("key", -1, "square")
+    assert cfg.graph.center is False and cfg.graph.l2 is False and cfg.graph.knn is None
+    assert (cfg.optimizer.lr, cfg.optimizer.restarts) == (1e-3, 1)
+    assert cfg.optimizer.steps == (100 if table == "table3" else 10)
+    assert cfg.postprocess.bilateral is False
+    if cfg.loss.name == "cc":
+        assert (cfg.loss.k, cfg.loss.alpha) == (10, 3.0)
+    elif table == "table3":
+        assert (cfg.mode.name, cfg.loss.k) == ("parts", 4)
+    else:
+        assert (cfg.mode.name, cfg.loss.k) == ("single", 2)
+    # the objective is the metric its paper table reports
+    cells = [c for t in PAPER_NUMBERS.values() for r in t["rows"] for c in r["cells"].values()
+             if c.get("experiment") == experiment]
+    metrics = {c.get("metric") or t["metric"] for t in PAPER_NUMBERS.values() for r in t["rows"]
+               for c in r["cells"].values() if c.get("experiment") == experiment}
+    assert cells and cfg.objective in metrics
+
+
+def test_paper_numbers_name_existing_experiments_and_summary_keys():
+    for name, table in PAPER_NUMBERS.items():
+        for row in table["rows"]:
+            for column, cell in row["cells"].items():
+                assert column in table["columns"], (name, column)
+                assert isinstance(cell["paper"], float)
+                if "experiment" in cell:
+                    assert cell["experiment"] in PAPER
+                    assert (cell.get("metric") or table["metric"]) in ("miou", "corloc", "nmi", "ari")
+    used = {c["experiment"] for t in PAPER_NUMBERS.values() for r in t["rows"] for c in r["cells"].values() if "experiment" in c}
+    assert used == set(PAPER)  # every paper experiment fills a cell
+
+
+@pytest.mark.parametrize("table, count", [("paper_table1_*", 6), ("paper_table2_*", 6), ("paper_table3_*", 1),
+                                          ("paper_table4_*", 6), ("paper_*", 19)])
+def test_a_glob_selects_a_table(table, count):
+    """What `python run.py -m 'experiment=glob(paper_table1_*)'` expands to (Hydra's own expansion)."""
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        override = OverridesParser.create().parse_override(f"experiment=glob({table})")
+        override.config_loader = GlobalHydra.instance().config_loader()
+        chosen = list(override.sweep_string_iterator())
+        options = override.config_loader.get_group_options("experiment", results_filter=ObjectType.CONFIG)
+    assert len(chosen) == count and set(chosen) <= set(options)
+
+
+def test_launcher_configs_compose():
+    assert compose_config(hydra=True).hydra.launcher._target_.endswith("JoblibLauncher")  # -m runs in parallel
+    cfg = compose_config("launcher=joblib", "hydra.launcher.n_jobs=3", hydra=True)
+    assert cfg.hydra.launcher._target_.endswith("JoblibLauncher") and cfg.hydra.launcher.n_jobs == 3
+    assert compose_config("launcher=basic", hydra=True).hydra.launcher._target_.endswith("BasicLauncher")
+    cfg = compose_config("launcher=submitit_local", hydra=True)
+    assert cfg.hydra.launcher._target_.endswith("submitit_launcher.LocalLauncher")
+    cfg = compose_config("launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=30", hydra=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert (launcher.partition, launcher.timeout_min, launcher.gpus_per_node) == ("gpu", 30, 1)
+    for key in ("array_parallelism", "cpus_per_task", "mem_gb", "account", "qos", "setup", "additional_parameters"):
+        assert key in launcher
+    assert str(launcher.submitit_folder).endswith("/.submitit/%j")  # under the sweep dir
+    for name in ("basic", "joblib", "submitit_local", "slurm"):  # the plugins import
+        assert isinstance(get_object(compose_config(f"launcher={name}", hydra=True).hydra.launcher._target_), type)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None,
+                    reason="hydra-optuna-sweeper not installed (pip install -e '.[optuna]')")
+def test_optuna_sweeper_config_composes():
+    cfg = compose_config("sweeper=optuna", "experiment=paper_table1_voc07_ncut", hydra=True)
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
+    assert set(sweeper.params) >= {"loss.alpha", "optimizer.lr", "optimizer.steps"}
+    assert cfg.objective == "corloc"  # the experiment's metric wins over the sweeper's default
+    get_object(sweeper._target_)
+
+
+# ------------------------------------------------------------------ real sweeps (slow)
+
+@pytest.mark.slow
+def test_joblib_sweep_over_two_losses_and_its_table(tmp_path, photos):
+    """`python run.py -m loss=ncut,cc`: the default launcher (joblib) runs the jobs in parallel processes."""
+    sweep = tmp_path / "sweep"
+    run("-m", "loss=ncut,cc", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}", *TINY, *photos, cwd=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"]  # nothing in the working directory
+    done = summaries(sweep)
+    assert sorted(done) == ["0", "1"]
+    for job in done:  # the joblib launcher ran them, one sub-directory per job
+        hydra = OmegaConf.load(sweep / job / ".hydra" / "hydra.yaml").hydra
+        assert hydra.runtime.choices["hydra/launcher"] == "joblib"
+        assert (sweep / job / "run_info.json").exists()
+    loss = {job: OmegaConf.load(sweep / job / ".hydra" / "config.yaml").loss.name for job in done}
+    assert sorted(loss.values()) == ["cc", "ncut"]
+
+    assert make_tables.main([str(sweep), "--out", str(tmp_path / "tables")]) == 0
+    out = tmp_path / "tables"
+    assert not (out / "paper_tables.md").exists()  # no paper experiment in this sweep
+    header = (out / "sweep.md").read_text().splitlines()[2]
+    columns = [c.strip() for c in header.strip("|").split(" | ")]
+    rows = markdown_rows(out / "sweep.md")
+    assert len(rows) == 2 and columns[0] == "loss" and "method" in columns
+    for row in rows:
+        summary = next(s for job, s in done.items() if loss[job] == row[0])
+        for metric, fmt in {"miou": ".4f", "acc": ".4f", "max_f_beta": ".4f"}.items():
+            assert row[columns.index(metric)] == format(summary[metric], fmt)
+        assert row[columns.index("s/img")] == format(summary["time_s"], ".3f")
+        assert row[columns.index("images")] == "2" and row[columns.index("method")] == summary["method"]
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == 2
+    for _, r in runs.iterrows():  # full precision, equal to the summaries
+        summary = done[Path(r["run_dir"]).name]
+        for key in ("miou", "acc", "max_f_beta", "time_s", "n_images"):
+            assert r[key] == summary[key]
+        assert r["commit"] == json.loads((Path(r["run_dir"]) / "run_info.json").read_text())["commit"]
+    tex = (out / "sweep.tex").read_text()
+    assert r"\begin{tabular}" in tex and tex.count(r" \\") >= 3
+
+
+@pytest.mark.slow
+def test_seed_sweep_of_a_paper_experiment_fills_its_cell_with_mean_and_std(tmp_path, photos):
+    sweep = tmp_path / "sweep"
+    run("-m", "experiment=paper_table2_ecssd_ncut", "seed=1,2", *TINY, *photos, *IN_TURN, f"hydra.sweep.dir={sweep}")
+    done = summaries(sweep)
+    assert len(done) == 2
+    make_tables.main([str(sweep), "--out", str(tmp_path / "tables")])
+    md = (tmp_path / "tables" / "paper_tables.md").read_text()
+    values = [100 * s["miou"] for s in done.values()]
+    mean, std = float(np.mean(values)), float(np.std(values, ddof=1))
+    row = next(r for r in markdown_rows(tmp_path / "tables" / "paper_tables.md") if r[0] == "DeepCut N-cut")
+    columns = PAPER_NUMBERS["table2"]["columns"]
+    i = 1 + 3 * columns.index("ECSSD")
+    assert row[i:i + 3] == ["74.6", f"{mean:.1f} ± {std:.1f}†", f"{round(mean, 1) - 74.6:+.1f}"]
+    assert "† paper_table2_ecssd_ncut: run with backbone=tiny_random dataset=folder" in md  # not the paper's setting
+    assert "### Runs" in md and "| 1,2 |" in md
+    assert r"\multicolumn{3}{c}{ECSSD}" in (tmp_path / "tables" / "paper_tables.tex").read_text()
+
+
+@pytest.mark.slow
+def test_method_sweep_gives_a_side_by_side_table(tmp_path, photos):
+    sweep = tmp_path / "sweep"
+    run("-m", "method=deepcut,tokencut,lost,dsm,kmeans", *TINY, *photos, *IN_TURN, f"hydra.sweep.dir={sweep}")
+    make_tables.main([str(sweep), "--out", str(tmp_path / "tables")])
+    header = (tmp_path / "tables" / "sweep.md").read_text().splitlines()[2]
+    columns = [c.strip() for c in header.strip("|").split(" | ")]
+    rows = markdown_rows(tmp_path / "tables" / "sweep.md")
+    methods = [r[columns.index("method")] for r in rows]
+    assert sorted(methods) == sorted(s["method"] for s in summaries(sweep).values()) and len(set(methods)) == 5
+
+
+@pytest.mark.slow
+def test_submitit_local_launcher_runs_a_sweep(tmp_path, photos):
+    sweep = tmp_path / "sweep"
+    run("-m", "loss=ncut,cc", "launcher=submitit_local", "hydra.launcher.timeout_min=10", *TINY, *photos,
+        f"hydra.sweep.dir={sweep}")
+    done = summaries(sweep)
+    assert sorted(done) == ["0", "1"] and all(s["n_images"] == 2 and s["complete"] for s in done.values())
+    logs = list((sweep / ".submitit").glob("*/*_log.out"))
+    assert len(logs) == 2  # each job ran as its own submitit job
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None,
+                    reason="hydra-optuna-sweeper not installed (pip install -e '.[optuna]')")
+def test_optuna_search_optimises_the_objective_run_py_returns(tmp_path, photos):
+    sweep = tmp_path / "sweep"
+    run("-m", "sweeper=optuna", "hydra.sweeper.n_trials=2", *TINY, *photos, *IN_TURN, f"hydra.sweep.dir={sweep}")
+    done = summaries(sweep)
+    assert len(done) == 2
+    result = OmegaConf.load(sweep / "optimization_results.yaml")
+    assert math.isclose(result.best_value, max(s["miou"] for s in done.values()))
+    assert set(result.best_params) == {"loss.alpha", "optimizer.lr", "optimizer.steps"}
