@@ -63,9 +63,16 @@ class GNNBatch(torch.nn.Module):
         self.weights, self.biases = torch.nn.ParameterList(weights), torch.nn.ParameterList(biases)
 
     def forward(self, ax: torch.Tensor) -> torch.Tensor:
-        """(R, N, C) propagated features A_hat X -> (R, N, K) soft assignment S."""
+        """(B, N, C) propagated features A_hat X of B images -> (B*R, N, K) soft assignments S of
+        their R = len(seeds) / B GNNs each (GNN b*R + r belongs to image b)."""
         (w1, w2, w3), (b1, b2, b3) = self.weights, self.biases
-        h = F.elu(torch.baddbmm(b1, ax, w1))
+        b, n, c = ax.shape
+        r = w1.shape[0] // b
+        # First layer of an image's R GNNs as one matmul against their concatenated weights:
+        # A_hat X is never copied R times.
+        w1 = w1.view(b, r, c, -1).permute(0, 2, 1, 3).reshape(b, c, -1)  # (B, C, R*H)
+        h = (ax @ w1).view(b, n, r, -1).permute(0, 2, 1, 3).reshape(b * r, n, -1)
+        h = F.elu(h + b1)
         h = F.elu(torch.baddbmm(b2, h, w2))
         if self.training and self.dropout > 0:
             keep = torch.stack([torch.rand(h.shape[1:], generator=g, device=h.device) for g in self.generators])

@@ -76,7 +76,7 @@ def cluster(features: torch.Tensor, seeds: list[int], *, loss: str = "ncut", k: 
         w = affinity(features, loss, alpha, graph.center, graph.l2, graph.power, graph.knn)  # (B, N, N)
         shared = w[:, None]
     x = prepare_features(features, graph.center, graph.l2)
-    ax = propagate(w, x).repeat_interleave(r, dim=0)  # fixed during training: computed once
+    ax = propagate(w, x)  # fixed during training: computed once
     degree = degrees(w).view(-1, 1, n)  # (B, 1, N)
 
     def objective(s: torch.Tensor) -> torch.Tensor:  # (B*R, N, K) -> (B, R)
