@@ -100,7 +100,10 @@ def test_paper_experiments_use_the_paper_settings(experiment):
         assert cfg.backbone.resolution == 280
     assert (cfg.backbone.facet, cfg.backbone.layer, cfg.backbone.resize) == ("key", -1, "square")
     assert cfg.graph.center is False and cfg.graph.l2 is False and cfg.graph.knn is None
-    assert (cfg.optimizer.lr, cfg.optimizer.restarts) == (1e-3, 1)
+    assert cfg.graph.power == 1.0 and cfg.loss.ortho_weight == 1.0
+    assert (cfg.optimizer.lr, cfg.optimizer.restarts, cfg.optimizer.combine) == (1e-3, 1, "best")
+    assert cfg.optimizer.tol is None and cfg.optimizer.weight_decay == 0.01
+    assert (cfg.gnn.hidden, cfg.gnn.mlp_hidden, cfg.gnn.dropout) == (64, 32, 0.25)
     assert cfg.optimizer.steps == (100 if table == "table3" else 10)
     assert cfg.postprocess.bilateral is False
     if cfg.loss.name == "cc":
