@@ -23,6 +23,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from PIL import Image
 
+from deepcut import metrics
 from deepcut.masks import mask_to_box
 from deepcut.pipeline import bound, image_metrics
 from deepcut.results import read_results, summarize_run
@@ -46,6 +47,7 @@ def evaluate(run_dir: Path, dataset, max_pixels: int | None = None) -> tuple[pd.
     saved = read_results(run_dir / "results.csv")
     boxes = saved.set_index("id")[["x0", "y0", "x1", "y1"]] if "x0" in saved else None
     rows = []
+    meter = metrics.SegmentationMeter()  # maxFβ the standard way: 255 thresholds per image
     for i, sid in enumerate(dataset.ids):
         path = run_dir / "labels" / f"{sid}.png"
         if not path.exists():
@@ -63,7 +65,12 @@ def evaluate(run_dir: Path, dataset, max_pixels: int | None = None) -> tuple[pd.
         elif boxes is None:
             box = mask_to_box(mask)
         rows.append({"id": sid, **image_metrics(sample, labels, mask, box)})
-    return pd.DataFrame(rows), summarize_run(rows, dataset=dataset.name)
+        if sample.mask is not None:
+            meter.update(mask.numpy(), sample.mask)
+    summary = summarize_run(rows, dataset=dataset.name)
+    if meter.ious:  # equals run.py's mean Fβ for binary masks (flat curves); a test checks it
+        summary["max_f_beta"] = meter.compute()["max_f_beta"]
+    return pd.DataFrame(rows), summary
 
 
 def main(argv=None) -> dict:

@@ -23,17 +23,14 @@ import time
 from pathlib import Path
 
 import hydra
-import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from deepcut import metrics
 from deepcut.cache import FeatureCache
 from deepcut.graph import prepare_features
 from deepcut.pipeline import Extractor, Postprocess, bound, image_metrics, run_method
@@ -156,9 +153,26 @@ def process(batch, extractor, method, post, cfg):
             yield {"id": sample.id, "error": reason(e), **extra}, ()
 
 
-def running_summary(rows: list[dict]) -> dict:
-    s = metrics.summarize(rows)
-    return {k: f"{s[k]:.3f}" for k in ("iou", "corloc") if k in s and not math.isnan(s[k])}
+class RunningMean:
+    """The progress bar's running IoU / CorLoc, updated per row (not recomputed over all rows
+    after every batch, which grows quadratically over a 20k-image run)."""
+    KEYS = ("iou", "corloc")
+
+    def __init__(self, rows: list[dict]):
+        self.sums, self.counts = dict.fromkeys(self.KEYS, 0.0), dict.fromkeys(self.KEYS, 0)
+        for row in rows:
+            self.add(row)
+
+    def add(self, row: dict) -> None:
+        for k in self.KEYS:
+            v = row.get(k)
+            if v is not None and not (isinstance(v, float) and math.isnan(v)):
+                self.sums[k] += float(v)
+                self.counts[k] += 1
+
+    def postfix(self) -> dict:
+        scale = {"iou": 1, "corloc": 100}
+        return {k: f"{scale[k] * self.sums[k] / self.counts[k]:.3f}" for k in self.KEYS if self.counts[k]}
 
 
 class Stop:
@@ -200,6 +214,7 @@ def segment(cfg: DictConfig, out: Path, dataset, extractor, method, post, writer
     bar = tqdm(total=len(todo), desc=f"{dataset.name}", unit="img", dynamic_ncols=True)
     batches = iter(loader)  # workers start before the handlers are set: they keep the default ones
     summary = {}
+    running = RunningMean(writer.rows)
     with Stop() as stop:
         try:
             while not stop.signum:
@@ -213,9 +228,10 @@ def segment(cfg: DictConfig, out: Path, dataset, extractor, method, post, writer
                     raise
                 for row, extras in process(batch, extractor, method, post, cfg):
                     writer.add(row, *extras)
+                    running.add(row)
                     logger.log_image(row, out / "overlays" / f"{row['id']}.jpg" if extras and cfg.save_overlays else None)
                 bar.update(len(batch))
-                bar.set_postfix(running_summary(writer.rows))
+                bar.set_postfix(running.postfix())
         finally:  # whatever ended the loop, the summary covers what is in results.csv
             bar.close()
             ids = set(dataset.ids)

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from deepcut.metrics import voc_box_to_edges
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif")
 
 
@@ -387,9 +389,7 @@ def _voc_boxes(xml: Path) -> np.ndarray:
         boxes = [[float(o.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")] for o in objects]
     except (ET.ParseError, TypeError, ValueError) as err:
         raise DatasetError(f"{xml}: not a VOC annotation with numeric bndbox values ({err})") from err
-    boxes = np.array(boxes, dtype=np.float32).reshape(-1, 4)
-    boxes[:, :2] -= 1
-    return boxes
+    return np.array([voc_box_to_edges(*b) for b in boxes], dtype=np.float32).reshape(-1, 4)
 
 
 class VOC(ImageDataset):

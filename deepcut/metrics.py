@@ -180,12 +180,6 @@ def nmi_ari(gt, pred) -> tuple[float, float]:
     return float(normalized_mutual_info_score(gt, pred)), float(adjusted_rand_score(gt, pred))
 
 
-def parts_nmi_ari(pred_labels_list, parts_list) -> tuple[float, float]:
-    """NMI and ARI over a data set: label maps and their (P, 3) visible keypoints (x, y, part_id)."""
-    readings = [keypoint_labels(labels, parts) for labels, parts in zip(pred_labels_list, parts_list)]
-    return nmi_ari(np.concatenate([g for g, _ in readings]), np.concatenate([p for _, p in readings]))
-
-
 # ---------------------------------------------------------------- aggregation
 
 

@@ -14,7 +14,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from deepcut.loggers import RunLogger, WandbLogger
+from deepcut.loggers import WandbLogger
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,7 +14,8 @@ from deepcut.metrics import (
     f_beta_curves,
     iou,
     max_f_beta,
-    parts_nmi_ari,
+    keypoint_labels,
+    nmi_ari,
     pixel_accuracy,
     summarize,
     voc_box_to_edges,
@@ -167,6 +168,12 @@ def test_corloc_hit():
 
 
 # --------------------------------------------------------------------- parts
+
+
+def parts_nmi_ari(label_maps, parts_list):
+    """Readings at every image's keypoints, pooled over the data set, as run.py and evaluate.py do."""
+    readings = [keypoint_labels(labels, parts) for labels, parts in zip(label_maps, parts_list)]
+    return nmi_ari(np.concatenate([g for g, _ in readings]), np.concatenate([p for _, p in readings]))
 
 
 LABELS = np.array([[0, 1, 1], [0, 1, 2]])

@@ -4,7 +4,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skimage.data
-import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from PIL import Image
