@@ -26,8 +26,10 @@ from deepcut.masks import relabel_background_first
 from deepcut.methods.tokencut import fiedler_vector
 
 
-def dsm(features: torch.Tensor, grid: tuple[int, int], *, seed: int = 0, dense_max_n: int = 2500) -> torch.Tensor:
-    """(N, C) patch features of one image -> (h, w) long mask, 1 = object. `seed` is unused."""
+def dsm(features: torch.Tensor, grid: tuple[int, int], *, seed: int = 0, dense_max_n: int = 2500,
+        details: bool = False):
+    """(N, C) patch features of one image -> (h, w) long mask, 1 = object. `seed` is unused.
+    details: also {"eigenvector": (h, w) Fiedler vector}, the vector split at 0."""
     f = F.normalize(features.detach().double().cpu(), dim=-1).numpy()
     # Sec. 3: feature affinity W_feat = f f^T, thresholded at 0 (W / max W is a no-op for unit features).
     W = np.maximum(f @ f.T, 0.0)
@@ -36,4 +38,5 @@ def dsm(features: torch.Tensor, grid: tuple[int, int], *, seed: int = 0, dense_m
     v = fiedler_vector(W, dense_max_n)
     labels = torch.from_numpy(v > 0).long().reshape(grid)
     # Object = the side that is not the border (background) side.
-    return (relabel_background_first(labels) > 0).long().to(features.device)
+    mask = (relabel_background_first(labels) > 0).long().to(features.device)
+    return (mask, {"eigenvector": torch.from_numpy(v.reshape(grid)).float()}) if details else mask

@@ -45,8 +45,9 @@ def fiedler_vector(W: np.ndarray, dense_max_n: int = 2500) -> np.ndarray:
 
 
 def tokencut(features: torch.Tensor, grid: tuple[int, int], *, seed: int = 0, tau: float = 0.2,
-             eps: float = 1e-5, dense_max_n: int = 2500) -> torch.Tensor:
-    """(N, C) patch features of one image -> (h, w) long mask, 1 = object. `seed` is unused."""
+             eps: float = 1e-5, dense_max_n: int = 2500, details: bool = False):
+    """(N, C) patch features of one image -> (h, w) long mask, 1 = object. `seed` is unused.
+    details: also {"eigenvector": (h, w) y_1}, the vector the cut thresholds."""
     f = F.normalize(features.detach().double().cpu(), dim=-1).numpy()
     # Eq. (3): E_ij = 1 if cos(x_i, x_j) >= tau else eps (the code uses a strict >).
     A = np.where(f @ f.T > tau, 1.0, eps)
@@ -60,5 +61,5 @@ def tokencut(features: torch.Tensor, grid: tuple[int, int], *, seed: int = 0, ta
         part = ~part
     # Keep the 4-connected component of the grid that contains the seed.
     components, _ = ndimage.label(part.reshape(grid))
-    mask = components == components.flat[top]
-    return torch.from_numpy(mask).long().to(features.device)
+    mask = torch.from_numpy(components == components.flat[top]).long().to(features.device)
+    return (mask, {"eigenvector": torch.from_numpy(v.reshape(grid)).float()}) if details else mask
