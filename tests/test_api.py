@@ -1,0 +1,96 @@
+"""The public API: create_segmenter's defaults are run.py's, and the README's snippet reproduces
+`python run.py` exactly on the demo photos."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import deepcut
+from deepcut.results import read_rows
+from deepcut.validate import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_snippet() -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Python API", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_readme_snippet_gives_what_run_py_gives(tmp_path):
+    out_dir = tmp_path / "run"
+    subprocess.run([sys.executable, "run.py", f"hydra.run.dir={out_dir}", f"cache.dir={tmp_path / 'cache'}"],
+                   cwd=ROOT, check=True, capture_output=True)
+    scope: dict = {}
+    exec(readme_snippet(), scope)  # noqa: S102 - the README's own code, as a user runs it
+    outs, demo = scope["outs"], scope["demo"]
+    rows = {r["id"]: r for r in read_rows(out_dir / "results.csv")}
+    assert len(outs) == len(demo.ids) == len(rows) == 5
+    for sid, out in zip(demo.ids, outs):
+        saved = np.asarray(Image.open(out_dir / "labels" / f"{sid}.png")).astype(np.int64)
+        assert np.array_equal(out.labels.numpy(), saved), sid
+        assert out.box is not None and out.box.tolist() == [rows[sid][k] for k in ("x0", "y0", "x1", "y1")], sid
+        h, w = out.grid
+        assert out.patch_labels.shape == (h, w) and out.features.shape[0] == h * w
+        # The soft assignment: a distribution over the labels, whose argmax agrees with the labels
+        # on most patches (the labels come from a vote over 16 restarts).
+        assert out.soft.shape[1:] == (h, w) and torch.allclose(out.soft.sum(0), torch.ones(h, w), atol=1e-5)
+        assert (out.soft.argmax(0) == out.patch_labels).float().mean() > 0.9, sid
+    assert scope["out"] is outs[1] and demo.ids[1] == "chelsea"
+
+
+def test_defaults_are_the_configs():
+    seg = deepcut.create_segmenter(backbone="tiny_random", device="cpu")
+    cfg = seg.config
+    assert seg.extractor.resolution == cfg.backbone.resolution
+    method = seg.method
+    assert method.optimisation.restarts == cfg.optimizer.restarts and method.optimisation.combine == cfg.optimizer.combine
+    assert method.graph.center == cfg.graph.center and seg.center == cfg.graph.center
+    assert method.k == cfg.loss.k and method.loss == cfg.loss.name
+
+
+def test_choices_and_overrides_reach_the_method():
+    seg = deepcut.create_segmenter("deepcut", backbone="tiny_random", loss="cc", mode="parts",
+                                   overrides=["loss.k=4", "optimizer.restarts=2"], device="cpu", seed=3)
+    assert (seg.method.loss, seg.method.mode, seg.method.k, seg.method.optimisation.restarts) == ("cc", "parts", 4, 2)
+    assert seg.seed == 3
+
+
+def test_bad_settings_are_config_errors():
+    with pytest.raises(ConfigError, match="not a config group"):
+        deepcut.create_segmenter(backbon="tiny_random")
+    with pytest.raises(ConfigError, match="loss.k"):
+        deepcut.create_segmenter(backbone="tiny_random", overrides=["loss.k=1"])
+
+
+def test_any_pil_mode_and_a_batch(tmp_path):
+    seg = deepcut.create_segmenter("kmeans", backbone="tiny_random", device="cpu")
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8))
+    outs = seg([rgb, rgb.convert("L"), rgb.convert("RGBA")], ids=["a", "b", "c"])
+    for out in outs:
+        assert out.labels.shape == (40, 60) and out.mask.dtype == torch.bool
+        assert out.soft is None and out.n_clusters == len(out.patch_labels.unique())
+    # The same image with the same id gives the same result, alone or in a batch.
+    alone = seg(rgb, ids="a")
+    assert torch.equal(alone.labels, outs[0].labels)
+
+
+def test_peers_show_the_vector_they_cut():
+    seg = deepcut.create_segmenter("tokencut", backbone="tiny_random", device="cpu")
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    out = seg(image)
+    assert out.eigenvector is not None and out.eigenvector.shape == out.grid
+    # TokenCut's foreground is the side of the vector's mean holding its largest |value|.
+    v = out.eigenvector.flatten()
+    top = int(v.abs().argmax())
+    side = (v > v.mean()) == (v[top] > v.mean())
+    assert out.patch_labels.flatten()[top] == 1 and not (out.patch_labels.flatten().bool() & ~side).any()
