@@ -4,6 +4,7 @@
     seg = deepcut.create_segmenter()          # the configs' defaults, as `python run.py`
     out = seg(PIL.Image.open("photo.jpg"))    # out.labels, out.mask, out.box, out.soft
 """
-from deepcut.api import Segmentation, Segmenter, compose_config, create_segmenter
+from deepcut.api import compose_config, create_segmenter, segmenter_from_config
+from deepcut.pipeline import Segmentation, Segmenter
 
-__all__ = ["Segmentation", "Segmenter", "compose_config", "create_segmenter"]
+__all__ = ["Segmentation", "Segmenter", "compose_config", "create_segmenter", "segmenter_from_config"]

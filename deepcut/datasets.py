@@ -98,14 +98,20 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(values.round(), 0, 255).astype(np.uint8))
 
 
-def _upright_rgb(path) -> tuple[Image.Image, int, tuple[int, int]]:
-    """The RGB upright image, its EXIF orientation and the stored (unrotated) size."""
-    image = _read(path)
-    orientation, stored_size = _orientation(image), image.size
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any decoded image (grey, RGBA, palette, CMYK, 16-bit, 1-bit) -> upright 8-bit RGB, as every
+    loader (and the Python API) reads images."""
+    orientation = _orientation(image)
     image = _to_8bit(image)
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")  # what PIL asks for before dropping a palette's transparency
-    return _orient(image, orientation).convert("RGB"), orientation, stored_size
+    return _orient(image, orientation).convert("RGB")
+
+
+def _upright_rgb(path) -> tuple[Image.Image, int, tuple[int, int]]:
+    """The RGB upright image, its EXIF orientation and the stored (unrotated) size."""
+    image = _read(path)
+    return to_rgb(image), _orientation(image), image.size
 
 
 def load_image(path) -> Image.Image:

@@ -1,22 +1,32 @@
-"""The stages chained for a batch of images: features -> method -> mask/box -> metrics.
-Plain Python over tensors; run.py (Hydra) and the benchmark build the pieces and call these."""
+"""The stages chained: features -> method -> mask/box (-> metrics for dataset samples).
+
+`Segmenter` owns the chain: `seg(images)` for PIL images (the public API, deepcut/api.py), and
+`seg.process(batch)` for what run.py's DataLoader decoded (`Loaded`), where an image that cannot
+be processed becomes an error row instead of stopping the run. Plain Python over tensors."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
 
 import numpy as np
 import timm.data
 import torch
 from PIL import Image
+from torch.utils.data import Dataset
 
 from deepcut import metrics
 from deepcut.backbone import create_backbone
 from deepcut.cache import FeatureCache, model_fingerprint, tensor_digest
 from deepcut.features import extract, grid_size, resize, to_tensor
+from deepcut.graph import prepare_features
 from deepcut.masks import largest_component, mask_to_box, upsample_labels
+from deepcut.segment import derive_seed
+from deepcut.validate import one_paragraph
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -26,11 +36,11 @@ def resolve_device(device: str = "auto") -> torch.device:
 class Extractor:
     """Stage 1: PIL images -> per-image (h*w, C) features and the (h, w) grid."""
 
-    def __init__(self, name: str, weights: str = "hub", facet: str = "key", layer: int = -1,
-                 stride: int | None = None, resolution: int = 280, resize: str = "square",
-                 batch_size: int = 8, device: str = "auto", precision: str = "fp32",
+    def __init__(self, name: str, weights: str, facet: str, layer: int, stride: int | None, resolution: int,
+                 resize: str, batch_size: int, device: str = "auto", precision: str = "fp32",
                  checkpoint_key: str = "student", model_kwargs: dict | None = None,
                  cache: FeatureCache | None = None):
+        """Settings as in configs/backbone/*.yaml, which hold the defaults (deepcut.create_segmenter)."""
         self.device = resolve_device(device)
         self.model = create_backbone(name, weights, stride, layer, checkpoint_key, **(model_kwargs or {})).to(self.device)
         self.patch = self.model.patch_embed.patch_size[0]
@@ -42,8 +52,7 @@ class Extractor:
         self.facet, self.resolution, self.resize_mode = facet, resolution, resize
         self.batch_size = batch_size
         self.autocast = precision == "bf16"
-        if precision == "tf32":
-            torch.backends.cuda.matmul.allow_tf32 = True
+        self.tf32 = precision == "tf32"  # set for this extractor's forwards only, not process-wide
         self.cache = cache
         if cache is not None:
             self.fingerprint = model_fingerprint(self.model, facet=facet, precision=precision)
@@ -58,7 +67,7 @@ class Extractor:
         by_shape: dict[tuple, list[int]] = {}
         for i, t in enumerate(tensors):
             grid = grid_size(t.shape[1], t.shape[2], self.patch, self.stride)
-            hit = self.cache.get(keys[i]) if self.cache else None
+            hit = self.cache.get(keys[i], (grid[0] * grid[1], self.model.embed_dim)) if self.cache else None
             if hit is not None:
                 out[i] = (hit.to(self.device), grid)
             else:
@@ -68,8 +77,12 @@ class Extractor:
             for start in range(0, len(idx), self.batch_size):
                 chunk = idx[start:start + self.batch_size]
                 x = torch.stack([tensors[i] for i in chunk]).to(self.device, non_blocking=True)
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                    feats = extract(self.model, x, self.facet)
+                tf32, torch.backends.cuda.matmul.allow_tf32 = torch.backends.cuda.matmul.allow_tf32, self.tf32
+                try:
+                    with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                        feats = extract(self.model, x, self.facet)
+                finally:
+                    torch.backends.cuda.matmul.allow_tf32 = tf32
                 for i, f in zip(chunk, feats):
                     out[i] = (f, grid)
                     if self.cache:
@@ -153,7 +166,186 @@ def image_metrics(sample, labels: torch.Tensor, mask: torch.Tensor, box) -> dict
     return row
 
 
-def timed(fn, *args):
-    start = time.perf_counter()
-    out = fn(*args)
-    return out, time.perf_counter() - start
+
+# ---------------------------------------------------------------- the chain
+
+
+@dataclass
+class Segmentation:
+    """One image's result. Labels: 0 = background (the border rule), then contiguous cluster ids."""
+    labels: torch.Tensor               # (H, W) int64 at image size
+    patch_labels: torch.Tensor         # (h, w) int64 on the patch grid, same numbering
+    mask: torch.Tensor                 # (H, W) bool foreground, after post-processing
+    box: torch.Tensor | None           # (4,) float32 x0, y0, x1, y1 in pixel edges; None: empty mask
+    soft: torch.Tensor | None          # (K, h, w) soft assignment S, channel i = label i (DeepCut)
+    eigenvector: torch.Tensor | None   # (h, w) the vector TokenCut / DSM cut
+    features: torch.Tensor             # (h*w, C) the patch features the method saw
+    grid: tuple[int, int]              # (h, w)
+    n_clusters: int                    # distinct labels in patch_labels
+    time_s: float                      # features + method + post-processing, this image's share
+
+
+class Segmenter:
+    """Features -> method -> post-processing. Built from a run config by deepcut.create_segmenter
+    (Python) and by run.py, so both run the same chain with the same settings."""
+
+    def __init__(self, extractor: Extractor, method, post: Postprocess, *, center: bool, seed: int = 0,
+                 max_pixels: int | None = None, config=None):
+        self.extractor, self.method, self.post = extractor, method, post
+        self.center, self.seed, self.max_pixels, self.config = center, seed, max_pixels, config
+
+    def prepare(self, features: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Feature preparation, the same for every method: non-finite features fail the image;
+        centring (graph.center) happens here for the peers and inside DeepCut's graph stage."""
+        if not torch.isfinite(features).all():
+            raise FloatingPointError("non-finite backbone features (NaN or Inf)")
+        if self.center and not hasattr(self.method, "batch"):
+            features = prepare_features(features, center=True)
+        return features, grid
+
+    def cluster(self, features: list, seeds: list[int], details: bool = False) -> list:
+        """(features, grid) per image -> (h, w) patch labels per image; with details, (labels,
+        soft, eigenvector). DeepCut trains same-grid images as one batch."""
+        if not hasattr(self.method, "batch"):
+            return [self._peer(f, grid, s, details) for (f, grid), s in zip(features, seeds)]
+        out: list = [None] * len(features)
+        by_grid: dict[tuple, list[int]] = {}
+        for i, (_, grid) in enumerate(features):
+            by_grid.setdefault(grid, []).append(i)
+        for grid, idx in by_grid.items():
+            stacked = torch.stack([features[i][0] for i in idx])
+            results = self.method.batch(stacked, grid, [seeds[i] for i in idx], soft=details)
+            for i, result in zip(idx, results):
+                out[i] = (*result, None) if details else result
+        return out
+
+    def _peer(self, features, grid, seed, details):
+        if not details or "details" not in inspect.signature(self.method).parameters:
+            labels = self.method(features, grid, seed=seed)
+            return (labels, None, None) if details else labels
+        labels, maps = self.method(features, grid, seed=seed, details=True)
+        return labels, None, maps.get("eigenvector")
+
+    def __call__(self, images: Image.Image | Sequence[Image.Image], ids: str | Sequence[str] | None = None):
+        """A PIL image (or a list) -> Segmentation (or a list). Each image's GNN seed derives from
+        (seed, id) as in run.py; ``id`` defaults to the file name's stem (e.g. "chelsea")."""
+        from deepcut.datasets import to_rgb
+        single = isinstance(images, Image.Image)
+        images = [images] if single else list(images)
+        ids = [ids] if isinstance(ids, str) else list(ids) if ids is not None else [_default_id(im) for im in images]
+        if len(ids) != len(images):
+            raise ValueError(f"{len(ids)} ids for {len(images)} images")
+        start = time.perf_counter()
+        images = [bound_image(to_rgb(im), self.max_pixels) for im in images]
+        features = [self.prepare(*f) for f in self.extractor([self.extractor.preprocess(im) for im in images])]
+        clustered = self.cluster(features, [derive_seed(self.seed, i) for i in ids], details=True)
+        out = []
+        for image, (f, grid), (patch, soft, vector) in zip(images, features, clustered):
+            labels, mask, box = self.post(patch, image)
+            out.append(Segmentation(labels=labels, patch_labels=patch.cpu(), mask=mask, box=box,
+                                    soft=None if soft is None else soft.cpu(),
+                                    eigenvector=None if vector is None else vector.cpu(),
+                                    features=f.cpu(), grid=grid, n_clusters=int(patch.unique().numel()), time_s=0.0))
+        for o in out:
+            o.time_s = (time.perf_counter() - start) / len(out)
+        return out[0] if single else out
+
+    # -- over a dataset (run.py)
+
+    def loading(self, dataset, indices: list[int]) -> "Loaded":
+        return Loaded(dataset, indices, self.extractor.preprocess, self.max_pixels)
+
+    def process(self, batch: list) -> Iterator[tuple[dict, tuple]]:
+        """Yield (row, (image, labels, mask, box)) per image of a batch `Loaded` gave; an image that
+        cannot be processed (unreadable, non-finite features, a failing method) yields (error row, ()).
+        time_s: the image's share of the batch's features and method, plus its own post-processing
+        and metrics; failed images take no share."""
+        for sid, _, error, _ in (b for b in batch if b[2] is not None):
+            yield {"id": sid, "error": error}, ()
+        good = [b for b in batch if b[2] is None]
+        if not good:
+            return
+        start = time.perf_counter()
+        samples, notes = [b[0] for b in good], [b[3] for b in good]
+        features = isolate(self.extractor, [b[1] for b in good])
+        features = [f if isinstance(f, Exception) else _attempt(self.prepare, *f) for f in features]
+        seeds = [derive_seed(self.seed, s.id) for s in samples]
+        ok = [i for i, f in enumerate(features) if not isinstance(f, Exception)]
+        labels: list = list(features)  # the exceptions stay in place
+        for i, lab in zip(ok, isolate(self.cluster, [features[i] for i in ok], [seeds[i] for i in ok])):
+            labels[i] = lab
+        n_ok = sum(not isinstance(lab, Exception) for lab in labels)
+        shared = (time.perf_counter() - start) / max(n_ok, 1)
+        for sample, lab, note in zip(samples, labels, notes):
+            extra = {"note": note} if note else {}
+            own = time.perf_counter()
+            try:
+                if isinstance(lab, Exception):
+                    raise lab
+                full, mask, box = self.post(lab, sample.image)
+                # Every patch in one cluster: a legitimate (empty or full) mask, evaluated and counted.
+                row = {"id": sample.id, **extra, "degenerate": bool(lab.unique().numel() == 1),
+                       **image_metrics(sample, full, mask, box)}
+                row["time_s"] = shared + time.perf_counter() - own
+                yield row, (sample.image, full, mask, box)
+            except Exception as e:  # noqa: BLE001 - recorded in the row, the run goes on
+                yield {"id": sample.id, "error": reason(e), **extra}, ()
+
+
+def _attempt(fn, *args):
+    try:
+        return fn(*args)
+    except Exception as e:  # noqa: BLE001 - the image's error, in place of its result
+        return e
+
+
+def _default_id(image: Image.Image) -> str:
+    name = getattr(image, "filename", "") or ""
+    return Path(name).stem if name else "image"
+
+
+def bound_image(image: Image.Image, max_pixels: int | None) -> Image.Image:
+    """The image downscaled to at most ``max_pixels`` pixels, as `bound` does for dataset samples."""
+    from deepcut.datasets import Sample
+    return bound(Sample(id="", path="", image=image), max_pixels)[0].image
+
+
+def reason(error: BaseException) -> str:
+    """An error as one line for the results' error column."""
+    return f"{type(error).__name__}: {one_paragraph(error, 500)}".replace("\n", " ")
+
+
+class Loaded(Dataset):
+    """Decodes and preprocesses in DataLoader workers; a bad file becomes a row, not a crash.
+    Items: (sample, tensor, None, note) or (id, None, error, None)."""
+
+    def __init__(self, dataset, indices, preprocess, max_pixels: int | None = None):
+        self.dataset, self.indices, self.preprocess, self.max_pixels = dataset, indices, preprocess, max_pixels
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        index = self.indices[i]
+        try:
+            sample, note = bound(self.dataset[index], self.max_pixels)
+            return sample, self.preprocess(sample.image), None, note
+        except Exception as e:  # noqa: BLE001 - any unreadable input is recorded and skipped
+            return self.dataset.ids[index], None, reason(e), None
+
+
+def isolate(fn, *lists) -> list:
+    """``fn(*lists)`` (a list, one item per element); if that fails, ``fn`` per element, so only
+    the elements that fail get their exception in place of a result."""
+    if not lists[0]:
+        return []
+    try:
+        return list(fn(*lists))
+    except Exception:  # noqa: BLE001 - find the element that breaks the batch
+        out = []
+        for j in range(len(lists[0])):
+            try:
+                out.append(fn(*[items[j:j + 1] for items in lists])[0])
+            except Exception as e:  # noqa: BLE001
+                out.append(e)
+        return out
