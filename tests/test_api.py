@@ -94,3 +94,17 @@ def test_peers_show_the_vector_they_cut():
     top = int(v.abs().argmax())
     side = (v > v.mean()) == (v[top] > v.mean())
     assert out.patch_labels.flatten()[top] == 1 and not (out.patch_labels.flatten().bool() & ~side).any()
+
+
+@pytest.mark.parametrize("center", [True, False])
+def test_peers_see_the_features_deepcut_sees(center):
+    """graph.center is a feature-preparation step for every method: the peers get the centred
+    features (DeepCut centres inside its graph stage)."""
+    seg = deepcut.create_segmenter("kmeans", backbone="tiny_random", device="cpu",
+                                   overrides=[f"graph.center={str(center).lower()}"])
+    image = Image.fromarray(np.random.default_rng(2).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    out = seg(image, ids="x")
+    raw, _ = seg.extractor([seg.extractor.preprocess(image)])[0]
+    expected = raw - raw.mean(0) if center else raw
+    assert torch.allclose(out.features, expected, atol=1e-5)
+    assert torch.equal(out.patch_labels, seg.method(expected, out.grid, seed=deepcut.pipeline.derive_seed(0, "x")))

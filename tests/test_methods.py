@@ -149,6 +149,9 @@ def test_kmeans_is_deterministic_for_a_seed():
     grid = (8, 8)
     f = torch.randn(64, C, generator=torch.Generator().manual_seed(1))  # no structure: init matters
     assert torch.equal(kmeans(f, grid, seed=3), kmeans(f, grid, seed=3))
+    # ... and the seed is used: with one initialisation, other seeds land in other local optima.
+    one = kmeans(f, grid, seed=3, n_init=1)
+    assert any(not torch.equal(one, kmeans(f, grid, seed=s, n_init=1)) for s in range(4, 12))
 
 
 def test_kmeans_more_clusters_are_all_foreground():
