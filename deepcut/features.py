@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 FACETS = ("key", "query", "value", "token")
@@ -59,3 +60,27 @@ def extract(model: torch.nn.Module, images: torch.Tensor, facet: str = "key") ->
         b, t, _ = x.shape  # qkv output is (B, T, 3*C) laid out as (3, heads, head_dim)
         x = x.reshape(b, t, 3, -1)[:, :, ("query", "key", "value").index(facet)]
     return x[:, model.num_prefix_tokens:].float()
+
+
+def log_bin(features: torch.Tensor, grid: tuple[int, int], hierarchy: int = 2) -> torch.Tensor:
+    """(B, h*w, C) patch features -> (B, h*w, C * (1 + 8 * hierarchy)) log-binned descriptors
+    (Amir et al., "Deep ViT Features as Dense Visual Descriptors", the `log_bin` of their extractor
+    and of the original DeepCut code). Level k averages the features over 3^k x 3^k windows and
+    takes them at the 3 x 3 neighbours 3^k patches away (level 0: the patch and its 8 neighbours;
+    higher levels: the 8 neighbours), so each patch also describes its surroundings at growing
+    scales. Neighbours beyond the grid take the nearest edge window, as in the reference."""
+    b, n, c = features.shape
+    h, w = grid
+    x = features.transpose(1, 2).reshape(b, c, h, w)
+    bins = []
+    for k in range(hierarchy):
+        size = 3 ** k
+        pooled = F.avg_pool2d(x, size, stride=1, padding=size // 2, count_include_pad=False)
+        for di in (-size, 0, size):
+            rows = (torch.arange(h, device=x.device) + di).clamp(0, h - 1)
+            for dj in (-size, 0, size):
+                if k and di == 0 and dj == 0:  # above level 0 the reference leaves the centre out
+                    continue
+                cols = (torch.arange(w, device=x.device) + dj).clamp(0, w - 1)
+                bins.append(pooled[:, :, rows][:, :, :, cols])
+    return torch.cat(bins, dim=1).flatten(2).transpose(1, 2)

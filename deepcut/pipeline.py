@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from deepcut import metrics
 from deepcut.backbone import create_backbone
 from deepcut.cache import FeatureCache, model_fingerprint, tensor_digest
-from deepcut.features import extract, grid_size, resize, to_tensor
+from deepcut.features import extract, grid_size, log_bin, resize, to_tensor
 from deepcut.graph import prepare_features
 from deepcut.masks import largest_component, mask_to_box, upsample_labels
 from deepcut.segment import derive_seed
@@ -38,7 +38,7 @@ class Extractor:
 
     def __init__(self, name: str, weights: str, facet: str, layer: int, stride: int | None, resolution: int,
                  resize: str, batch_size: int, device: str = "auto", precision: str = "fp32",
-                 checkpoint_key: str = "student", model_kwargs: dict | None = None,
+                 checkpoint_key: str = "student", model_kwargs: dict | None = None, log_bin: int = 0,
                  cache: FeatureCache | None = None):
         """Settings as in configs/backbone/*.yaml, which hold the defaults (deepcut.create_segmenter)."""
         self.device = resolve_device(device)
@@ -49,7 +49,7 @@ class Extractor:
             raise ValueError(f"backbone.resolution={resolution} is smaller than one {self.patch}px patch")
         data = timm.data.resolve_data_config({}, model=self.model)  # mean/std come with the weights' config
         self.mean, self.std = data["mean"], data["std"]
-        self.facet, self.resolution, self.resize_mode = facet, resolution, resize
+        self.facet, self.resolution, self.resize_mode, self.log_bin = facet, resolution, resize, log_bin
         self.batch_size = batch_size
         self.autocast = precision == "bf16"
         self.tf32 = precision == "tf32"  # set for this extractor's forwards only, not process-wide
@@ -87,6 +87,8 @@ class Extractor:
                     out[i] = (f, grid)
                     if self.cache:
                         self.cache.put(keys[i], f)
+        if self.log_bin:  # after the cache: its entries serve every log_bin setting
+            out = [(log_bin(f[None], grid, self.log_bin)[0], grid) for f, grid in out]
         return out
 
 

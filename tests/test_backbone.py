@@ -114,8 +114,8 @@ def test_resize_modes_keep_whole_patches():
 
 
 def test_extractor_batches_same_size_images_and_keeps_order():
-    ex = Extractor("vit_small_patch8_224", "random", resolution=32, resize="short_side", batch_size=2,
-                   device="cpu", model_kwargs=TINY)
+    ex = Extractor("vit_small_patch8_224", "random", facet="key", layer=-1, stride=None, resolution=32,
+                   resize="short_side", batch_size=2, device="cpu", model_kwargs=TINY)
     images = [Image.new("RGB", (64, 32), (i * 40, 0, 0)) for i in range(3)] + [Image.new("RGB", (32, 64))]
     out = ex([ex.preprocess(im) for im in images])
     assert [g for _, g in out] == [(4, 8)] * 3 + [(8, 4)]

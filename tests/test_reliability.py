@@ -20,14 +20,17 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 import run
+from deepcut.api import compose_config
 from deepcut.cache import FeatureCache, tensor_digest
 from deepcut.datasets import Folder, Sample, load_image
 from deepcut.pipeline import Extractor, Postprocess
-from deepcut.results import ResultsWriter, RunDirBusy, read_results, read_rows
-from deepcut.validate import ConfigError, validate, writable_dir
+from deepcut import rundir
+from deepcut.results import ResultsWriter, read_results, read_rows
+from deepcut.rundir import Lock, RunDir, RunDirBusy
+from deepcut.validate import ConfigError, one_paragraph, validate, writable_dir
 
 REPO = Path(__file__).resolve().parent.parent
-TINY = OmegaConf.load(REPO / "configs" / "backbone" / "tiny_random.yaml")
+TINY = compose_config(backbone="tiny_random").backbone
 # Slow enough (~0.2 s per image) that a signal lands mid-run; one image per batch.
 SLOW = ["optimizer.steps=200", "backbone.batch_size=1"]
 N_GOOD = 10
@@ -306,43 +309,33 @@ def test_torn_last_line_is_dropped_and_kept_rows_are_rewritten_atomically(tmp_pa
 
 
 def test_one_directory_has_one_writer(tmp_path):
-    first = ResultsWriter(tmp_path)
+    first = Lock(tmp_path)
     with pytest.raises(RunDirBusy, match="in use by another run"):
-        ResultsWriter(tmp_path)
-    first.close()
-    ResultsWriter(tmp_path).close()  # released on close (and by the OS when a process dies)
+        Lock(tmp_path)
+    first.release()
+    Lock(tmp_path).release()  # released on close (and by the OS when a process dies)
 
 
 def test_resume_becomes_the_runs_own_command(tmp_path):
-    ResultsWriter(tmp_path, settings={"loss.k": 3}, overrides=["backbone=tiny_random", "loss.k=3", "num_workers=2"]).close()
-    argv = run.preflight([f"resume={tmp_path}", "num_workers=0", "device=cpu"])
+    (tmp_path / "settings.json").write_text(json.dumps(
+        {"settings": {"loss.k": 3}, "overrides": ["backbone=tiny_random", "loss.k=3", "num_workers=2"]}))
+    argv = rundir.preflight([f"resume={tmp_path}", "num_workers=0", "device=cpu"])
     assert argv == ["backbone=tiny_random", "loss.k=3", "num_workers=0", "device=cpu", f"hydra.run.dir={tmp_path}"]
-    assert run.preflight(["--cfg", "job", f"resume={tmp_path}", "loss.k=3"])[:2] == ["--cfg", "job"]  # same value: fine
+    assert rundir.preflight(["--cfg", "job", f"resume={tmp_path}", "loss.k=3"])[:2] == ["--cfg", "job"]
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["resume={run}", "loss.k=4"], "changes loss.k"),
     (["resume={run}", "-m"], "cannot be swept"),
     (["resume={run}/nothing"], "not the directory of a run"),
-    (["hydra.run.dir={run}", "backbone=tiny_random", "loss.k=4"], "differs in loss.k"),
-    (["hydra.run.dir={run}", "backbone=tiny_random"], "differs in loss.k"),  # loss.k=3 no longer given
     (["hydra.run.dir={run}/file/sub"], "hydra.run.dir="),
+    (["-m", "hydra.sweep.dir={run}/file/sub"], "hydra.sweep.dir="),
 ])
 def test_preflight_refuses_before_hydra_touches_the_directory(tmp_path, capsys, argv, message):
-    ResultsWriter(tmp_path, settings={}, overrides=["backbone=tiny_random", "loss.k=3"]).close()
+    (tmp_path / "settings.json").write_text(json.dumps({"settings": {}, "overrides": ["backbone=tiny_random"]}))
     (tmp_path / "file").write_text("")
     with pytest.raises(SystemExit) as err:
-        run.preflight([a.format(run=tmp_path) for a in argv])
+        rundir.preflight([a.format(run=tmp_path) for a in argv])
     assert err.value.code == 2 and message in capsys.readouterr().err
-    # the same command again, with operational settings changed, is a resume
-    run.preflight([f"hydra.run.dir={tmp_path}", "backbone=tiny_random", "loss.k=3", "num_workers=3"])
-
-
-def test_settings_of_a_directory_cannot_change(tmp_path):
-    ResultsWriter(tmp_path, settings={"loss.k": 2, "seed": 0}).close()
-    ResultsWriter(tmp_path, settings={"loss.k": 2, "seed": 0, "new.key": 1}).close()  # new keys are fine
-    with pytest.raises(ValueError, match=r"loss.k=2 \(now 3\)"):
-        ResultsWriter(tmp_path, settings={"loss.k": 3, "seed": 0})
 
 
 @pytest.mark.slow
@@ -430,7 +423,7 @@ def test_validation_names_the_setting(overrides, setting):
 def test_every_problem_is_reported_at_once():
     with pytest.raises(ConfigError) as err:
         validate(config("backbone.stride=3", "loss.k=1", "optimizer.lr=0"))
-    assert len(run.one_paragraph(err.value).splitlines()) == 3
+    assert len(one_paragraph(err.value).splitlines()) == 3
 
 
 def test_validation_passes_every_shipped_backbone_and_method():
@@ -475,3 +468,197 @@ def test_user_errors_exit_2_with_one_paragraph_and_no_traceback(tmp_path):
         assert proc.returncode == 2, (name, stdout[-2000:], stderr[-2000:])
         assert cases[name][1] in stdout + stderr, (name, stdout[-2000:], stderr[-2000:])
         assert "Traceback" not in stdout + stderr, name
+
+
+# ---------------------------------------------------------------- a reused directory (issue 11)
+
+
+def folder_config(root: Path, *overrides: str):
+    return config("dataset=folder", f"dataset.root={root}", *overrides)
+
+
+def hold(out: Path, cfg, rows=("img00",)) -> None:
+    """A run into ``out`` that finished the images ``rows`` (results.csv rows as run.py writes them)."""
+    from hydra.utils import instantiate
+    held = RunDir.open(out, cfg, instantiate(cfg.dataset), ["loss.k=2"])
+    writer = ResultsWriter(out)
+    for sid in rows:
+        writer.add({"id": sid, "iou": 0.5})
+    writer.close()
+    held.close()
+
+
+def reopen(out: Path, cfg):
+    from hydra.utils import instantiate
+    RunDir.open(out, cfg, instantiate(cfg.dataset), []).close()
+
+
+@pytest.fixture
+def two_datasets(tmp_path):
+    """A and B: the same file names, different images; C: other names."""
+    a, b, c = good_dataset(tmp_path / "A", 3), tmp_path / "B", tmp_path / "C"
+    for i in range(3):
+        photo(b / "images" / f"img{i:02d}.png", (40 + 8 * i, 64 - 2 * i), seed=100 + i)
+        mask(b / "masks" / f"img{i:02d}.png", (40 + 8 * i, 64 - 2 * i))
+        photo(c / "images" / f"other{i}.png", seed=i)
+        mask(c / "masks" / f"other{i}.png")
+    return a, b, c
+
+
+def test_reused_dir_refuses_other_data_and_accepts_the_same_data_moved(two_datasets, tmp_path):
+    a, b, c = two_datasets
+    out = tmp_path / "run"
+    hold(out, folder_config(a))
+    with pytest.raises(ValueError, match="files are not the ones given now .first: img00"):
+        reopen(out, folder_config(b))  # same names, other pictures
+    with pytest.raises(ValueError, match="not in this folder data set .first: img00"):
+        reopen(out, folder_config(c))  # other names: results.csv would mix two data sets
+    import shutil
+    moved = tmp_path / "moved"
+    shutil.copytree(a, moved, copy_function=shutil.copyfile)  # new paths and times, same content
+    reopen(out, folder_config(moved))
+    reopen(out, folder_config(moved, "dataset.limit=1"))  # a shorter or longer selection of the same data
+    (moved / "masks" / "img00.png").write_bytes((b / "masks" / "img01.png").read_bytes())  # other ground truth
+    with pytest.raises(ValueError, match="files are not the ones"):
+        reopen(out, folder_config(moved))
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt", "no_dataset_json"])
+def test_results_that_cannot_be_verified_are_not_continued(two_datasets, tmp_path, damage):
+    a, _, _ = two_datasets
+    out = tmp_path / "run"
+    hold(out, folder_config(a))
+    if damage == "missing":
+        (out / "settings.json").unlink()
+    elif damage == "corrupt":
+        (out / "settings.json").write_text('{"overrides": ["loss.k=2"], "sett')
+    else:
+        (out / "dataset.json").unlink()
+    with pytest.raises(ValueError, match="cannot be verified"):  # (settings.json would have refused k=3)
+        reopen(out, folder_config(a, *(["loss.k=3"] if damage != "no_dataset_json" else [])))
+
+
+def test_settings_are_compared_resolved_so_a_default_given_is_no_change(two_datasets, tmp_path):
+    a, _, _ = two_datasets
+    out = tmp_path / "run"
+    hold(out, folder_config(a))
+    reopen(out, folder_config(a, "loss.k=2", "num_workers=2", "device=cpu"))  # the default, and operational keys
+    with pytest.raises(ValueError, match=r"loss.k=2 \(now 3\)"):
+        reopen(out, folder_config(a, "loss.k=3"))
+
+
+def test_refused_or_concurrent_run_leaves_the_directory_as_it_was(two_datasets, tmp_path):
+    """The lock comes first, then the checks; .hydra/, settings.json and dataset.json are written
+    only by the run that holds the directory and continues its results."""
+    from hydra.utils import instantiate
+    a, b, _ = two_datasets
+    out = tmp_path / "run"
+    cfg = folder_config(a)
+    hc = OmegaConf.create({"overrides": {"task": ["loss.k=2"]}, "runtime": {"choices": {}}})
+    held = RunDir.open(out, cfg, instantiate(cfg.dataset), ["loss.k=2"], hc)
+    ResultsWriter(out).add({"id": "img00", "iou": 0.5})
+    before = {p.name: p.read_bytes() for p in [*out.glob("*.json"), *(out / ".hydra").iterdir()]}
+    assert OmegaConf.load(out / ".hydra" / "config.yaml").loss.k == 2
+    other = folder_config(a, "loss.k=4")
+    with pytest.raises(RunDirBusy):
+        RunDir.open(out, other, instantiate(other.dataset), ["loss.k=4"], hc)
+    held.close()
+    with pytest.raises(ValueError, match="loss.k=2 .now 4."):
+        RunDir.open(out, other, instantiate(other.dataset), ["loss.k=4"], hc)
+    with pytest.raises(ValueError, match="files are not the ones"):
+        RunDir.open(out, folder_config(b), instantiate(folder_config(b).dataset), [], hc)
+    assert {p.name: p.read_bytes() for p in [*out.glob("*.json"), *(out / ".hydra").iterdir()]} == before
+
+
+def test_damaged_cell_on_resume_is_recomputed_not_a_crash(tmp_path):
+    w = ResultsWriter(tmp_path)
+    w.add({"id": "a", "iou": 0.5})
+    w.add({"id": "b", "iou": 0.25})
+    w.close()
+    text = (tmp_path / "results.csv").read_text().replace("0.25", "0.2x5")
+    (tmp_path / "results.csv").write_text(text)
+    w = ResultsWriter(tmp_path)
+    assert w.done == {"a"} and [r["id"] for r in read_rows(tmp_path / "results.csv")] == ["a"]
+    w.close()
+
+
+# ---------------------------------------------------------------- settings that fail every image (issue 11)
+
+
+@pytest.mark.parametrize("overrides, setting", [
+    (["backbone.resolution=9"], "backbone.resolution=9"),   # tiny_random: 8 px patches, stride 8: one patch
+    (["graph.knn=-1"], "graph.knn=-1"),
+    (["graph.power=-1"], "graph.power=-1"),
+    (["loss.ortho_weight=nan"], "loss.ortho_weight=nan"),
+    (["seed=abc"], "seed='abc'"),
+    (["objective=bogus"], "objective='bogus'"),
+    (["dataset.limit=abc"], "dataset.limit='abc'"),
+])
+def test_validation_round_two(overrides, setting):
+    with pytest.raises(ConfigError) as err:
+        validate(config(*overrides))
+    assert setting in str(err.value) and "\n" not in str(err.value)
+
+
+def test_damaged_checkpoint_is_a_backbone_error(tmp_path):
+    from deepcut.backbone import BackboneError, read_checkpoint
+    (tmp_path / "garbage.pth").write_bytes(os.urandom(1000))
+    (tmp_path / "garbage.safetensors").write_bytes(os.urandom(1000))
+    for name in ("garbage.pth", "garbage.safetensors"):
+        with pytest.raises(BackboneError, match="not a readable checkpoint"):
+            read_checkpoint(tmp_path / name)
+
+
+# ---------------------------------------------------------------- the cache (issue 11)
+
+
+def test_unwritable_cache_dir_warns_once_and_computes(tmp_path, caplog):
+    (tmp_path / "file").write_text("")
+    cache = FeatureCache.usable(tmp_path / "file" / "cache")
+    extractor = Extractor(**TINY, device="cpu", cache=cache)
+    tensors = [extractor.preprocess(Image.new("RGB", (64, 48), (i * 40, 0, 0))) for i in range(3)]
+    with caplog.at_level("WARNING", logger="deepcut"):
+        out = extractor(tensors)
+        extractor(tensors)
+    assert all(torch.isfinite(f).all() for f, _ in out)
+    assert cache.read_only and "cannot be written" in caplog.text
+    # a folder that goes away mid-run: the next put fails, warns once, and the run goes on
+    store = FeatureCache.usable(tmp_path / "gone")
+    assert not store.read_only
+    import shutil
+    shutil.rmtree(tmp_path / "gone")
+    (tmp_path / "gone").write_text("")
+    store.put("k" * 64, torch.zeros(2, 2))
+    assert store.read_only
+
+
+def test_cache_entry_of_the_wrong_shape_or_dtype_is_a_miss(tmp_path):
+    store = FeatureCache(tmp_path)
+    store.put("key", torch.ones(4, 8))
+    assert store.get("key", (4, 8)) is not None
+    assert store.get("key", (8, 4)) is None and store.get("key", (4, 8), torch.float16) is None
+    store.put("key", torch.ones(4, 8, dtype=torch.float64))
+    assert store.get("key", (4, 8)) is None
+
+
+def test_cache_entries_spread_over_shards_and_clear_removes_everything(tmp_path):
+    store = FeatureCache(tmp_path)
+    fingerprint = "f" * 64  # every key of one model starts with it
+    for i in range(32):
+        store.put(fingerprint + tensor_digest(torch.tensor([i])), torch.zeros(1))
+    assert len({p.parent for p in tmp_path.rglob("*.safetensors")}) > 8
+    (tmp_path / "ab" / "odd.safetensors").mkdir(parents=True)  # a directory where an entry should be
+    (tmp_path / "ab" / "odd.safetensors" / "x").write_text("")
+    (tmp_path / "cd").mkdir(exist_ok=True)
+    (tmp_path / "cd" / "tmpq1w2e3.tmp").write_text("half")  # left by a killed writer
+    proc = subprocess.run([sys.executable, "-m", "deepcut.cache", "clear", str(tmp_path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+def test_tf32_is_not_left_on_for_later_extractors():
+    torch.backends.cuda.matmul.allow_tf32 = False
+    image = [Extractor(**TINY, device="cpu").preprocess(Image.new("RGB", (64, 48)))]
+    Extractor(**{**TINY, "precision": "tf32"}, device="cpu")(image)
+    assert torch.backends.cuda.matmul.allow_tf32 is False
