@@ -63,11 +63,17 @@ def read_checkpoint(path: str | Path, checkpoint_key: str = "student") -> dict[s
     path = Path(path).expanduser()
     if not path.is_file():
         raise BackboneError(f"backbone.weights={str(path)!r}: no such file (use hub, offline, random or a checkpoint path)")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-        state = load_file(path)
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            state = load_file(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - pickle, zip, safetensors and EOF errors of a damaged file
+        raise BackboneError(f"backbone.weights={str(path)!r} is not a readable checkpoint ({type(e).__name__}: "
+                            f"{str(e)[:200]}); give a .pth/.pt (torch.save) or .safetensors file") from None
+    if not isinstance(state, dict):
+        raise BackboneError(f"backbone.weights={str(path)!r} holds a {type(state).__name__}, not a state dict")
     # DINO's full training checkpoint holds {'student': ..., 'teacher': ...}; others use 'model'/'state_dict'.
     for key in (checkpoint_key, "model", "state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):

@@ -11,7 +11,9 @@ Where each dataset comes from and how to lay it out: datasets/<name>/README.md.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
+import logging
 import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -22,6 +24,8 @@ import torch
 from PIL import Image
 
 from deepcut.metrics import voc_box_to_edges
+
+log = logging.getLogger("deepcut")
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif")
 
@@ -141,8 +145,25 @@ def load_mask(path, size: tuple[int, int] | None = None, image_path=None) -> np.
         against = f"its image {image_path}" if image_path is not None else "the image"
         raise DatasetError(f"{path}: mask is {mask.size[0]}x{mask.size[1]} (width x height) but {against} "
                            f"is {size[0]}x{size[1]}")
-    # Mode '1' becomes 0/255 through 'L'; thresholding the raw 0/1 values would lose it.
-    return np.asarray(_to_8bit(mask).convert("L")) > 127
+    # Mode '1' becomes 0/255 through 'L'; a grey mask stored as 0/1 (not 0/255) is binary too:
+    # thresholding it at 127 would read every such mask as empty.
+    grey = np.asarray(_to_8bit(mask).convert("L"))
+    return grey > 0 if grey.max() == 1 else grey > 127
+
+
+def file_digest(path, chunk: int = 1 << 16) -> str:
+    """A content digest of a file that costs at most two reads of ``chunk`` bytes: its size, its
+    first and its last ``chunk`` bytes (the whole file when smaller). Images and masks of the same
+    name but different content differ in it; a file copied or moved elsewhere keeps it."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        h.update(str(size).encode())
+        h.update(f.read(chunk))
+        if size > 2 * chunk:
+            f.seek(-chunk, os.SEEK_END)
+        h.update(f.read(chunk))
+    return h.hexdigest()
 
 
 def _listing(folder: Path) -> str:
@@ -180,16 +201,41 @@ class ImageDataset(torch.utils.data.Dataset):
     task = "none"  # "segmentation", "localization", "parts" or "none"
 
     def __init__(self, entries: list[Entry], limit: int | None = None):
-        if limit is not None and limit < 1:
-            raise ValueError(f"{self.name}: limit must be a positive number of images or null, got {limit}")
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+            raise DatasetError(f"dataset.limit={limit!r}: must be a whole number of images >= 1, or null (all)")
         entries = sorted(entries, key=lambda e: e.id)
         if not entries:
             raise self._error("no images listed")
         twins = [a.id for a, b in zip(entries, entries[1:]) if a.id == b.id]
         if twins:
             raise self._error(f"{len(twins) + 1} images have the id {twins[0]!r}")
+        self.listed = {e.id: e for e in entries}  # every image, also those past the limit
         self.entries = entries[:limit]
         self.ids = [e.id for e in self.entries]
+
+    def ground_truth_files(self, entry: Entry) -> list[Path]:
+        return [entry.mask] if entry.mask is not None else []
+
+    def fingerprint(self, ids) -> dict[str, str]:
+        """Per image id, a digest of what its results depend on: the image file's content, its
+        ground-truth files' content and any ground truth held in memory (boxes, keypoints). An id
+        not in the listing (past the limit included) maps to None."""
+        out = {}
+        for sid in ids:
+            entry = self.listed.get(sid)
+            if entry is None:
+                out[sid] = None
+                continue
+            h = hashlib.sha256()
+            for path in [entry.image, *self.ground_truth_files(entry)]:
+                try:
+                    h.update(file_digest(path).encode())
+                except OSError:
+                    h.update(b"unreadable")
+            for array in (entry.boxes, entry.parts):
+                h.update(b"-" if array is None else np.ascontiguousarray(array, np.float32).tobytes())
+            out[sid] = h.hexdigest()
+        return out
 
     @property
     def readme(self) -> str:
@@ -300,7 +346,11 @@ class Folder(ImageDataset):
 
     def __init__(self, root=None, path=None, limit: int | None = None):
         if path is not None:
-            images, masks = Path(path), None
+            images, masks = Path(path), Path(path) / "masks"
+            if masks.is_dir():  # the README's layout inside the folder given: its masks are the ground truth
+                log.info("dataset.path=%s: using the masks in %s", path, masks)
+            else:
+                masks = None
         elif root is not None:
             images, masks = Path(root) / "images", Path(root) / "masks"
             masks = masks if masks.is_dir() else None
@@ -422,6 +472,9 @@ class VOC(ImageDataset):
                                   f"(first: {missing[0]})")
         self.annotations = base / "Annotations"
         super().__init__([Entry(i, base / "JPEGImages" / f"{i}.jpg") for i in ids], limit)
+
+    def ground_truth_files(self, entry: Entry) -> list[Path]:
+        return [self.annotations / f"{entry.id}.xml"]
 
     def _boxes(self, entry: Entry) -> np.ndarray:
         # Parsed here, in the worker: reading 11k XML files would make listing slow.

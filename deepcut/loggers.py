@@ -22,6 +22,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+class LoggerError(ValueError):
+    """A tracking service cannot be used with the settings given; the message says what to do."""
+
+
 def git_state(repo: Path = REPO) -> dict:
     """The commit checked out in `repo` and whether tracked files differ from it (None: not a git checkout)."""
     def git(*args):
@@ -68,8 +72,9 @@ def hydra_info() -> dict:
 
 def run_name(overrides: list[str]) -> str | None:
     """A run's name from its command-line overrides, without the ones that only say how it ran."""
-    keep = [o for o in overrides if not o.lstrip("+~").split("=", 1)[0].split(".", 1)[0]
-            in ("logger", "launcher", "sweeper", "hydra")]
+    from deepcut.rundir import override_key
+
+    keep = [o for o in overrides if override_key(o).split(".", 1)[0] not in ("logger", "launcher", "sweeper", "hydra")]
     return ",".join(keep)[:128] or None
 
 
@@ -138,10 +143,15 @@ class WandbLogger(RunLogger):
             group = hydra["sweep_dir"][-128:]  # W&B's limit on group names
         name = self.name or run_name(hydra.get("overrides", []))
         info = json.loads((self.out_dir / "run_info.json").read_text())
-        self.run = wandb.init(
-            project=self.project, entity=self.entity, group=group, name=name, tags=self.tags,
-            notes=self.notes, job_type=self.job_type, mode=self.mode, dir=str(self.out_dir),
-            config={**config, "hydra": hydra, "run_info": info, "output_dir": str(self.out_dir)})
+        try:
+            self.run = wandb.init(
+                project=self.project, entity=self.entity, group=group, name=name, tags=self.tags,
+                notes=self.notes, job_type=self.job_type, mode=self.mode, dir=str(self.out_dir),
+                config={**config, "hydra": hydra, "run_info": info, "output_dir": str(self.out_dir)})
+        except Exception as e:  # noqa: BLE001 - no login, no network, a bad entity: wandb's errors vary
+            raise LoggerError(f"logger=wandb could not start a W&B run in {self.mode} mode ({type(e).__name__}: "
+                              f"{str(e)[:300]}); run `wandb login` or set WANDB_API_KEY, or use logger.mode=offline "
+                              "(WANDB_MODE=offline) or logger=csv") from None
         self._sums: dict[str, float] = {}
         self._counts: dict[str, int] = {}
         self._images = self._failed = 0

@@ -1,9 +1,8 @@
 """One results format for every tool: per-image rows in `results.csv` (append-only, one flushed
 and fsynced line per image, so a killed run loses at most the images in flight) and
 `summary.json` (written atomically at the end, and when a run is interrupted). Label maps and
-overlays sit next to them, each written atomically. `settings.json` records the settings the
-rows were computed with (so a resume cannot mix two sets of settings in one results.csv) and the
-command-line overrides that gave them (which `resume=<dir>` reuses).
+overlays sit next to them, each written atomically. (`settings.json` and `dataset.json`, the
+settings and data the rows belong to, are deepcut.rundir's.)
 
 Columns: id; error (why the image could not be processed: the row has no metrics); note (e.g.
 the image was downscaled); degenerate (True: the method put every patch in one cluster, a
@@ -70,6 +69,11 @@ def _value(key: str, text: str):
     return text
 
 
+def _whole(row: dict[str, str]) -> bool:
+    """False when a cell of a number column does not read as a number or bool (a damaged file)."""
+    return all(isinstance(_value(k, v), (int, float)) for k, v in row.items() if v and k not in STRING_COLUMNS)
+
+
 def _read_raw(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     """Header and rows (cells as written) of a results.csv. A torn last line (the run was killed
     mid-write: no final newline) is dropped; so are rows of an id already seen."""
@@ -97,52 +101,40 @@ def read_results(path: Path) -> pd.DataFrame:
     return pd.DataFrame([{k: _value(k, v) for k, v in r.items() if v != ""} for r in rows], columns=header or None)
 
 
-class RunDirBusy(ValueError):
-    """Another live process is writing results into the same directory."""
-
-
 class ResultsWriter:
     """results.csv of a run directory, append-only: one flushed and fsynced line per image, written
     after its label PNG and overlay (each written atomically), so a row means its files are whole.
 
-    Opening it takes an exclusive lock on the directory (released by the OS when the process ends,
-    even by SIGKILL): two runs never write into one directory. Rows of a previous run are kept,
-    except error rows: those images are retried (a fixed file, a transient failure). `done` holds
-    the ids that need no work.
+    The caller holds the directory (deepcut.rundir.RunDir: lock, settings and data checked). Rows
+    of a previous run are kept, except error rows (those images are retried: a fixed file, a
+    transient failure) and rows with a damaged cell (a number column that does not read as a
+    number: recomputed). `done` holds the ids that need no work.
     """
     COLUMNS = ["id", "error", "note", "degenerate", "iou", "acc", "f_beta", "corloc", "x0", "y0", "x1", "y1",
                "n_labels", "kp_gt", "kp_pred", "time_s"]
 
-    def __init__(self, out_dir: str | Path, save_labels: bool = True, save_overlays: bool = True,
-                 settings: dict | None = None, overrides: list[str] | None = None):
+    def __init__(self, out_dir: str | Path, save_labels: bool = True, save_overlays: bool = True):
         self.out = Path(out_dir)
         self.save_labels, self.save_overlays = save_labels, save_overlays
         for sub in ("labels", "overlays"):
             (self.out / sub).mkdir(parents=True, exist_ok=True)
-        self._lock = _lock(self.out)
-        try:
-            if settings is not None:
-                check_settings(self.out, settings, overrides)
-            for stale in [*self.out.glob(".*.tmp"), *self.out.glob("*/.*.tmp")]:  # left by a killed run
-                stale.unlink(missing_ok=True)
-            self.csv_path = self.out / "results.csv"
-            header, kept = _read_raw(self.csv_path)
-            kept = [r for r in kept if not r.get("error")]
-            columns = self.COLUMNS + [c for c in header if c not in self.COLUMNS]
-            # Keep what survived, as written, in a new file renamed into place (a kill now loses nothing).
-            def write(tmp):
-                with open(tmp, "w", newline="") as f:
-                    w = csv.DictWriter(f, columns, extrasaction="ignore")
-                    w.writeheader()
-                    w.writerows(kept)
-            _atomic(self.csv_path, write)
-            self.rows = [{k: _value(k, v) for k, v in r.items() if v != ""} for r in kept]
-            self.done = {r["id"] for r in kept}
-            self._file = open(self.csv_path, "a", newline="")
-            self._csv = csv.DictWriter(self._file, columns, extrasaction="ignore")
-        except BaseException:
-            self._lock.close()
-            raise
+        for stale in [*self.out.glob(".*.tmp"), *self.out.glob("*/.*.tmp")]:  # left by a killed run
+            stale.unlink(missing_ok=True)
+        self.csv_path = self.out / "results.csv"
+        header, kept = _read_raw(self.csv_path)
+        kept = [r for r in kept if not r.get("error") and _whole(r)]
+        columns = self.COLUMNS + [c for c in header if c not in self.COLUMNS]
+        # Keep what survived, as written, in a new file renamed into place (a kill now loses nothing).
+        def write(tmp):
+            with open(tmp, "w", newline="") as f:
+                w = csv.DictWriter(f, columns, extrasaction="ignore")
+                w.writeheader()
+                w.writerows(kept)
+        _atomic(self.csv_path, write)
+        self.rows = [{k: _value(k, v) for k, v in r.items() if v != ""} for r in kept]
+        self.done = {r["id"] for r in kept}
+        self._file = open(self.csv_path, "a", newline="")
+        self._csv = csv.DictWriter(self._file, columns, extrasaction="ignore")
 
     def add(self, row: dict, image: Image.Image | None = None, labels: torch.Tensor | None = None,
             mask: torch.Tensor | None = None, box: torch.Tensor | None = None) -> None:
@@ -162,69 +154,16 @@ class ResultsWriter:
         self.done.add(str(row["id"]))
 
     def close(self, summary: dict | None = None) -> None:
-        """Close results.csv; write summary.json (atomically) when given; release the directory."""
+        """Close results.csv; write summary.json (atomically) when given."""
         if not self._file.closed:
             self._file.close()
         if summary is not None:
             write_summary(self.out, summary)
-        self._lock.close()
 
 
 def write_summary(out: Path, summary: dict) -> None:
     clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
     atomic_write_text(Path(out) / "summary.json", json.dumps(clean, indent=2, default=str) + "\n")
-
-
-def _lock(out: Path):
-    """An exclusive, non-blocking lock on out/.lock, held while the returned file stays open."""
-    handle = open(out / ".lock", "a+")
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks; directories are still unique per run
-        return handle
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.seek(0)
-        owner = handle.read().strip() or "unknown"
-        handle.close()
-        raise RunDirBusy(f"run directory {out} (hydra.run.dir or resume) is in use by another run (pid {owner}); "
-                         "wait for it to finish, or give this run its own directory") from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(str(os.getpid()))
-    handle.flush()
-    return handle
-
-
-def check_settings(out: Path, settings: dict, overrides: list[str] | None = None) -> None:
-    """Results of one directory must come from one set of settings. The first run stores them in
-    settings.json, with its command-line ``overrides``; a later run (a resume) with a different
-    value for any key both know is refused, naming the keys. Keys only one of them knows (e.g. a
-    setting added to the code since) are not compared."""
-    path = Path(out) / "settings.json"
-    current = json.loads(json.dumps(settings, default=str))
-    stored = read_settings(out)
-    if stored is None:
-        record = {"overrides": list(overrides or []), "settings": current}
-        atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
-        return
-    stored = stored["settings"]
-    differ = [k for k in sorted(stored.keys() & current.keys()) if stored[k] != current[k]]
-    if differ:
-        shown = ", ".join(f"{k}={stored[k]!r} (now {current[k]!r})" for k in differ[:5])
-        more = f" and {len(differ) - 5} more" if len(differ) > 5 else ""
-        raise ValueError(f"run directory {out} holds results computed with {shown}{more} (were the config files "
-                         "changed since?); give it the settings it was run with, or use a new directory")
-
-
-def read_settings(out: Path) -> dict | None:
-    """settings.json of a run directory: {"overrides": [...], "settings": {...}}, or None."""
-    try:
-        stored = json.loads((Path(out) / "settings.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return stored if isinstance(stored, dict) and isinstance(stored.get("settings"), dict) else None
 
 
 def summarize_run(rows: list[dict], **info) -> dict:

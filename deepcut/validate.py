@@ -9,6 +9,7 @@ reports those the same way.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import tempfile
@@ -19,6 +20,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from deepcut.features import FACETS
+
+
+# Summary metrics a sweep can optimise (summary.json keys; higher is better except time_s).
+OBJECTIVES = ("miou", "acc", "max_f_beta", "corloc", "nmi", "ari", "time_s")
 
 
 class ConfigError(ValueError):
@@ -90,8 +95,10 @@ def _backbone(b: DictConfig) -> list[str]:
     if not isinstance(layer, int) or not -depth <= layer < depth:
         problems.append(f"backbone.layer={layer!r}: {name} has {depth} blocks (use 0..{depth - 1}, or -1 for the last)")
     resolution = b.get("resolution")
-    if not isinstance(resolution, int) or resolution < patch:
-        problems.append(f"backbone.resolution={resolution!r}: must be a whole number of pixels >= the patch size {patch}")
+    step = stride if isinstance(stride, int) and stride > 0 and not patch % stride else patch
+    if not isinstance(resolution, int) or isinstance(resolution, bool) or resolution < patch + step:
+        problems.append(f"backbone.resolution={resolution!r}: must be a whole number of pixels >= {patch + step} "
+                        f"(a grid of at least 2x2 patches of {patch}px at stride {step}; one patch cannot be split)")
     choices = {"facet": FACETS, "resize": ("square", "short_side"), "precision": ("fp32", "bf16", "tf32")}
     for key, allowed in choices.items():
         if key in b and b[key] not in allowed:
@@ -143,6 +150,13 @@ def _method(cfg: DictConfig) -> list[str]:
                 ("tol", lambda v: v is None or (number(v) and v >= 0), "must be null or >= 0")):
             if key in opt and not ok(opt[key]):
                 problems.append(f"optimizer.{key}={opt[key]!r}: {allowed}")
+        check("method", "ortho_weight", lambda v: number(v) and math.isfinite(v) and v >= 0,
+              "the orthogonality weight must be a finite number >= 0")
+        graph = m.get("graph") or {}
+        if "power" in graph and not (number(graph.power) and math.isfinite(graph.power) and graph.power > 0):
+            problems.append(f"graph.power={graph.power!r}: the affinity exponent must be a finite number > 0")
+        if graph.get("knn") is not None and not (whole(graph.knn) and graph.knn >= 1):
+            problems.append(f"graph.knn={graph.knn!r}: must be null (dense graph) or a whole number of neighbours >= 1")
         gnn = m.get("gnn") or {}
         if "dropout" in gnn and not (number(gnn.dropout) and 0 <= gnn.dropout < 1):
             problems.append(f"gnn.dropout={gnn.dropout!r}: must be in [0, 1)")
@@ -171,6 +185,15 @@ def _run(cfg: DictConfig) -> list[str]:
                             f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); use device=auto or device=cpu")
     if not isinstance(cfg.get("num_workers", 0), int) or cfg.get("num_workers", 0) < 0:
         problems.append(f"num_workers={cfg.num_workers!r}: must be a whole number >= 0 (0 = decode in the main process)")
+    seed = cfg.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        problems.append(f"seed={seed!r}: must be a whole number")
+    objective = cfg.get("objective")
+    if objective is not None and objective not in OBJECTIVES:
+        problems.append(f"objective={objective!r}: use null or a summary metric: {', '.join(OBJECTIVES)}")
+    limit = cfg.dataset.get("limit") if "dataset" in cfg else None
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        problems.append(f"dataset.limit={limit!r}: must be null (every image) or a whole number of images >= 1")
     max_pixels = cfg.get("max_pixels")
     if max_pixels is not None and (not isinstance(max_pixels, int) or max_pixels < 64 * 64):
         problems.append(f"max_pixels={max_pixels!r}: must be null (no limit) or a whole number of pixels >= 4096")
