@@ -7,40 +7,75 @@
 RUN_DIR holds labels/<id>.png (0 = background; any folder of such PNGs or 0/255 masks works) and,
 optionally, results.csv with the boxes run.py wrote. The dataset comes from RUN_DIR/.hydra/
 config.yaml unless overridden with Hydra-style `dataset=<name>` and `dataset.<key>=<value>`
-arguments. Prints the metrics table and writes evaluation.json and evaluation.csv into RUN_DIR.
+arguments (a folder without .hydra/ needs `dataset=`). When RUN_DIR has the run's dataset.json,
+the images must be the ones the labels were computed on. Prints the metrics table and writes
+evaluation.json and evaluation.csv into RUN_DIR; a damaged label map is that image's error row.
+Exit code 2 (one paragraph, no traceback) when the data set cannot be found or read.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException, InstantiationException
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from PIL import Image
 
-from deepcut import metrics
+from deepcut import metrics, rundir
 from deepcut.masks import mask_to_box
 from deepcut.pipeline import bound, image_metrics
 from deepcut.results import read_results, summarize_run
+from deepcut.validate import one_paragraph
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 
 
 def run_config(run_dir: Path, overrides: list[str]):
+    """The run's saved config with ``overrides`` applied (typed as Hydra types them: `dataset.limit=8`
+    is 8, `null` is None), or the configs composed afresh when a `dataset=<name>` is given."""
     saved = run_dir / ".hydra" / "config.yaml"
-    if any(o.startswith("dataset=") for o in overrides) or not saved.exists():
+    if any(rundir.override_key(o) == "dataset" for o in overrides):
         with initialize_config_dir(str(CONFIGS), version_base="1.3"):
             return compose("config", overrides=overrides)
-    cfg = OmegaConf.load(saved)
+    if not saved.exists():
+        raise ValueError(f"{run_dir} has no .hydra/config.yaml, so the data set its labels belong to is unknown; "
+                         "name it: python evaluate.py RUN_DIR dataset=<name> dataset.root=<folder> (or dataset=folder "
+                         "dataset.path=<images>)")
+    try:
+        cfg = OmegaConf.load(saved)
+    except (OSError, ValueError, OmegaConfBaseException) as err:
+        cfg, problem = None, f"unreadable ({type(err).__name__})"
+    else:
+        problem = "empty" if not cfg else "without a dataset section"
+    if not isinstance(cfg, DictConfig) or "dataset" not in cfg:
+        raise ValueError(f"{saved} is {problem}; name the data set instead: python evaluate.py RUN_DIR "
+                         "dataset=<name> dataset.root=<folder>")
     for o in overrides:  # dataset.root=... style tweaks of the saved config
-        key, value = o.split("=", 1)
-        OmegaConf.update(cfg, key, value)
+        key, value = rundir.parse_override(o)
+        OmegaConf.update(cfg, key, value, force_add=True)
     return cfg
+
+
+def check_data(run_dir: Path, dataset) -> None:
+    """The images to score must be those the labels were computed on (the run's dataset.json)."""
+    recorded = rundir.read_fingerprint(run_dir)
+    if recorded is None:
+        return  # a folder of masks, or a run from before dataset.json: nothing to check against
+    ids = [i for i in dataset.ids if i in recorded]
+    now = dataset.fingerprint(ids)
+    changed = [i for i in ids if now[i] != recorded[i]]
+    if changed:
+        raise ValueError(f"{run_dir}: {len(changed)} image(s) of {dataset.name} are not the files the run's labels "
+                         f"were computed on (first: {changed[0]}, now {dataset.listed[changed[0]].image}); point "
+                         "dataset.root / dataset.path at the data the run used")
 
 
 def evaluate(run_dir: Path, dataset, max_pixels: int | None = None) -> tuple[pd.DataFrame, dict]:
@@ -53,8 +88,20 @@ def evaluate(run_dir: Path, dataset, max_pixels: int | None = None) -> tuple[pd.
         if not path.exists():
             rows.append({"id": sid, "error": f"no prediction {path}"})
             continue
-        sample, _ = bound(dataset[i], max_pixels)  # as run.py did: huge images were downscaled
-        labels = torch.from_numpy(np.asarray(Image.open(path)).astype(np.int64))
+        try:
+            sample, _ = bound(dataset[i], max_pixels)  # as run.py did: huge images were downscaled
+        except ValueError as err:  # DatasetError: an unreadable image or mask
+            rows.append({"id": sid, "error": one_paragraph(err, 500)})
+            continue
+        try:
+            with Image.open(path) as png:
+                labels = torch.from_numpy(np.asarray(png).astype(np.int64))
+        except (OSError, SyntaxError, ValueError) as err:  # PIL's errors for damaged files
+            rows.append({"id": sid, "error": f"{path}: not a readable label map ({type(err).__name__}: {err})"})
+            continue
+        if labels.ndim != 2:
+            rows.append({"id": sid, "error": f"{path}: a label map has one channel, this one has {labels.shape[2]}"})
+            continue
         if labels.shape != (sample.image.height, sample.image.width):
             rows.append({"id": sid, "error": f"{path} is {tuple(labels.shape)}, image is {sample.image.size[::-1]}"})
             continue
@@ -80,8 +127,17 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if not args.run_dir.is_dir():
         parser.error(f"{args.run_dir} is not a directory")
-    cfg = run_config(args.run_dir, args.overrides)
-    table, summary = evaluate(args.run_dir, instantiate(cfg.dataset), cfg.get("max_pixels", 4096 ** 2))
+    try:
+        cfg = run_config(args.run_dir, args.overrides)
+        dataset = instantiate(cfg.dataset)
+        check_data(args.run_dir, dataset)
+    except Exception as e:
+        cause = e.__cause__ if isinstance(e, InstantiationException) and e.__cause__ is not None else e
+        if not isinstance(cause, (ValueError, OSError, HydraException, OmegaConfBaseException)):
+            raise
+        print(f"Error: {one_paragraph(cause)}", file=sys.stderr)
+        sys.exit(2)
+    table, summary = evaluate(args.run_dir, dataset, cfg.get("max_pixels", 4096 ** 2))
     table.to_csv(args.run_dir / "evaluation.csv", index=False)
     (args.run_dir / "evaluation.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     print(pd.Series(summary).to_string())

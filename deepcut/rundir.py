@@ -379,7 +379,7 @@ def end_workers() -> None:
     except ImportError:
         return
     if reusable_executor._executor is not None:
-        reusable_executor._executor.shutdown(wait=True, kill_workers=True)
+        reusable_executor._executor.shutdown(wait=True)
 
 
 class SweepReport(Callback):
@@ -405,4 +405,6 @@ class SweepReport(Callback):
             SweepReport.exit_code = max(c for _, c, _ in failed)
         stopped = stop_requested(sweep_dir)
         if stopped:
+            log.warning("sweep stopped by %s; continue it with the same command and hydra.sweep.dir=%s (finished "
+                        "images are kept, each job resumes)", signal.Signals(stopped).name, sweep_dir)
             SweepReport.exit_code = 128 + stopped

@@ -443,3 +443,41 @@ def test_shared_coco2017_through_coco20k():
     for s in (ds[0], ds[len(ds) - 1]):
         w, h = s.image.size
         assert len(s.boxes) >= 1 and (s.boxes[:, 2] <= w + 1e-3).all() and (s.boxes[:, 3] <= h + 1e-3).all()
+
+
+# ---------------------------------------------------------------- ground truth and identity (issue 11)
+
+
+def test_zero_one_mask_is_binary_not_empty(tmp_path):
+    """A grey mask stored as 0/1 (not 0/255) is the object it marks; 0/255 and empty masks as before."""
+    photo(tmp_path / "images" / "a.png")
+    region = np.zeros((32, 48), np.uint8)
+    region[8:20, 10:30] = 1
+    for name, values in {"zero_one": region, "zero_255": region * 255, "empty": region * 0}.items():
+        Image.fromarray(values).save(tmp_path / f"{name}.png")
+        got = D.load_mask(tmp_path / f"{name}.png", (48, 32))
+        assert got.sum() == (0 if name == "empty" else 12 * 20), name
+        assert got[8:20, 10:30].all() or name == "empty"
+
+
+def test_folder_path_uses_its_masks_folder(tmp_path):
+    (tmp_path / "masks").mkdir()
+    for stem in ("a", "b"):
+        photo(tmp_path / f"{stem}.jpg")
+        Image.fromarray(np.full((32, 48), 255, np.uint8)).save(tmp_path / "masks" / f"{stem}.png")
+    ds = D.Folder(path=tmp_path)
+    assert ds.ids == ["a", "b"] and ds.task == "segmentation" and ds[0].mask.all()
+
+
+def test_fingerprint_follows_content_not_place(tmp_path):
+    import shutil
+    for stem in ("a", "b"):
+        photo(tmp_path / "one" / "images" / f"{stem}.png", seed=ord(stem))
+        (tmp_path / "one" / "masks").mkdir(exist_ok=True)
+        Image.fromarray(np.full((32, 48), 255, np.uint8)).save(tmp_path / "one" / "masks" / f"{stem}.png")
+    shutil.copytree(tmp_path / "one", tmp_path / "two", copy_function=shutil.copyfile)
+    one, two = D.Folder(root=tmp_path / "one"), D.Folder(root=tmp_path / "two", limit=1)
+    assert one.fingerprint(["a", "b"]) == two.fingerprint(["a", "b"])  # past the limit too
+    assert two.fingerprint(["zzz"]) == {"zzz": None}
+    photo(tmp_path / "two" / "images" / "b.png", seed=99)
+    assert two.fingerprint(["b"]) != one.fingerprint(["b"]) and two.fingerprint(["a"]) == one.fingerprint(["a"])

@@ -204,3 +204,16 @@ def test_run_py_with_logger_wandb_offline_groups_a_sweep(tmp_path):
         assert sorted(table_rows(run)["id"]) == ["astronaut", "chelsea"]
         assert len(list(run["dir"].glob("files/media/images/overlay_*.jpg"))) == 2
     assert groups == {str(sweep)[-128:]}  # both jobs of the sweep in one W&B group
+
+
+def test_wandb_online_without_login_is_a_setting_error(tmp_path, monkeypatch):
+    """No API key: one paragraph saying how to log in or run offline (run.py exits 2), no traceback."""
+    from deepcut.loggers import LoggerError
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "config"))  # no stored login
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    logger = WandbLogger(mode="online")
+    with pytest.raises(LoggerError, match="wandb login.*logger.mode=offline"):
+        logger.start({}, tmp_path / "run")
+    assert isinstance(LoggerError("x"), ValueError)  # run.py reports ValueErrors as settings errors, exit 2

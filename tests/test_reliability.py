@@ -662,3 +662,186 @@ def test_tf32_is_not_left_on_for_later_extractors():
     image = [Extractor(**TINY, device="cpu").preprocess(Image.new("RGB", (64, 48)))]
     Extractor(**{**TINY, "precision": "tf32"}, device="cpu")(image)
     assert torch.backends.cuda.matmul.allow_tf32 is False
+
+
+# ---------------------------------------------------------------- sweeps (issue 11)
+
+
+def sweep(sweep_dir: Path, data: Path, cache: Path, *extra: str, timeout: float = 400) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "run.py", "-m", f"hydra.sweep.dir={sweep_dir}", "backbone=tiny_random", "dataset=folder",
+           f"dataset.root={data}", *extra]
+    return subprocess.run(cmd, cwd=REPO, env=env(cache), capture_output=True, text=True, timeout=timeout)
+
+
+def jobs(sweep_dir: Path) -> dict[str, tuple[str, dict | None]]:
+    """Per job: its overrides (as one string) -> (error.txt or '', summary or None)."""
+    out = {}
+    for job in sorted(p for p in sweep_dir.iterdir() if p.name.isdigit()):
+        overrides = json.loads((job / "settings.json").read_text())["overrides"] if (job / "settings.json").exists() \
+            else None
+        error = (job / "error.txt").read_text() if (job / "error.txt").exists() else ""
+        summary = json.loads((job / "summary.json").read_text()) if (job / "summary.json").exists() else None
+        out[job.name] = (" ".join(overrides or []), error, summary)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+def test_every_job_of_a_sweep_runs_and_failed_ones_are_listed(tmp_path, launcher):
+    """A bad value, strict=true with a bad image, and a good job: the good one runs whatever the
+    order; each failure's reason is in its directory; the sweep exits non-zero and lists them."""
+    data = good_dataset(tmp_path / "data", 2)  # and broken.png
+    proc = sweep(tmp_path / "sweep", data, tmp_path / "cache", f"launcher={launcher}", "hydra.launcher.n_jobs=2"
+                 if launcher == "joblib" else "seed=0", "loss.k=abc,2", "strict=true,false")
+    assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = jobs(tmp_path / "sweep")
+    assert len(result) == 4
+    errors = sorted(error.split("\n")[0] for _, error, _ in result.values())
+    assert errors == ["", "exit 1", "exit 2", "exit 2"], result
+    assert sum("loss.k='abc'" in error for _, error, _ in result.values()) == 2
+    good = [summary for _, error, summary in result.values() if not error]
+    assert good[0]["complete"] is True and good[0]["n_images"] == 3 and good[0]["n_failed"] == 1
+    assert "3 job(s) of the sweep failed" in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_refused_sweep_keeps_the_jobs_config(tmp_path):
+    data = good_dataset(tmp_path / "data", 1)
+    ok(sweep(tmp_path / "sweep", data, tmp_path / "cache", "launcher=basic", "loss.k=2,3"))
+    proc = sweep(tmp_path / "sweep", data, tmp_path / "cache", "launcher=basic", "loss.k=4,5")
+    assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for job, k in (("0", 2), ("1", 3)):
+        assert OmegaConf.load(tmp_path / "sweep" / job / ".hydra" / "config.yaml").loss.k == k
+        assert f"loss.k={k}" in OmegaConf.load(tmp_path / "sweep" / job / ".hydra" / "overrides.yaml")
+        assert "holds results computed with loss.k" in (tmp_path / "sweep" / job / "error.txt").read_text()
+    ok(sweep(tmp_path / "sweep", data, tmp_path / "cache", "launcher=basic", "loss.k=2,3"))  # the same sweep resumes
+    assert not list((tmp_path / "sweep").glob("*/error.txt"))
+
+
+def children(pid: int) -> set[int]:
+    """Every live descendant of ``pid`` (Linux /proc)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            pass
+    found, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        kids = {c for c, pp in parents.items() if pp == p}
+        todo += list(kids - found)
+        found |= kids
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"  # zombies are gone
+    except (OSError, IndexError):
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_sigterm_to_a_joblib_sweep_stops_its_jobs_cleanly_and_leaves_no_process(clean, tmp_path):
+    data, _, _ = clean
+    cmd = [sys.executable, "run.py", "-m", f"hydra.sweep.dir={tmp_path / 'sweep'}", "backbone=tiny_random",
+           "dataset=folder", f"dataset.root={data}", "hydra.launcher.n_jobs=2", "loss.k=2,3,4", *SLOW]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env(tmp_path / "cache"), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    first = tmp_path / "sweep" / "0"
+    deadline = time.monotonic() + 240
+    while n_rows(first) < 2:
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        assert time.monotonic() < deadline, "no progress"
+        time.sleep(0.05)
+    family = children(proc.pid)
+    assert family, "the sweep has no worker processes"
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 128 + signal.SIGTERM, output[-3000:]
+    deadline = time.monotonic() + 30
+    while [p for p in family if alive(p)]:
+        assert time.monotonic() < deadline, f"processes outlived the sweep: {[p for p in family if alive(p)]}"
+        time.sleep(0.2)
+    result = jobs(tmp_path / "sweep")
+    for name, (_, error, summary) in result.items():
+        assert error.startswith("exit 143"), (name, error)
+        if summary is not None:  # a job that was running: stopped after its images in flight
+            assert summary["complete"] is False and summary["n_images"] < N_GOOD + 1
+    assert result["0"][2] is not None and "not started" in result["2"][1]
+    assert "Traceback" not in output and "hydra.sweep.dir=" in output
+
+
+# ---------------------------------------------------------------- evaluate.py (issue 11)
+
+
+@pytest.fixture
+def scored_run(two_datasets, tmp_path):
+    """A run directory as run.py leaves it (labels, .hydra/config.yaml, dataset.json) for data A."""
+    from hydra.utils import instantiate
+    a, b, _ = two_datasets
+    out = tmp_path / "run"
+    cfg = folder_config(a)
+    dataset = instantiate(cfg.dataset)
+    RunDir.open(out, cfg, dataset, [], OmegaConf.create({"overrides": {"task": []}})).close()
+    (out / "labels").mkdir()
+    for i, sid in enumerate(dataset.ids):
+        if sid == "broken":  # an empty file: run.py writes no labels for it
+            continue
+        image = dataset[i].image
+        Image.fromarray(np.ones((image.height, image.width), np.uint8)).save(out / "labels" / f"{sid}.png")
+    return out, a, b
+
+
+def evaluate_main(*argv):
+    import evaluate
+    return evaluate.main([str(a) for a in argv])
+
+
+def test_evaluate_scores_and_reports_a_damaged_label_map_as_its_row(scored_run):
+    out, _, _ = scored_run
+    (out / "labels" / "img01.png").write_bytes(b"\x89PNG damaged")
+    summary = evaluate_main(out)
+    assert summary["n_images"] == 4 and summary["n_failed"] == 2 and summary["n_evaluated"] == 2  # + broken.png
+    assert "not a readable label map" in (out / "evaluation.csv").read_text()
+
+
+@pytest.mark.parametrize("case, message", [
+    ("moved", "expected the folder"),
+    ("empty", "is empty"),
+    ("no_hydra", "no .hydra/config.yaml"),
+    ("other_data", "not the files the run's labels were computed on"),
+])
+def test_evaluate_errors_are_one_paragraph_exit_2(scored_run, capsys, case, message):
+    out, a, b = scored_run
+    argv = [out]
+    if case == "moved":
+        a.rename(a.with_name("elsewhere"))
+    elif case == "empty":
+        (out / ".hydra" / "config.yaml").write_text("")
+    elif case == "no_hydra":
+        import shutil
+        shutil.rmtree(out / ".hydra")
+    else:
+        argv.append(f"dataset.root={b}")
+    with pytest.raises(SystemExit) as err:
+        evaluate_main(*argv)
+    text = capsys.readouterr().err
+    assert err.value.code == 2 and message in text and "Traceback" not in text and len(text.strip().splitlines()) == 1
+
+
+def test_evaluate_without_hydra_needs_the_data_set_and_types_overrides(scored_run):
+    import shutil
+
+    import evaluate
+    out, a, _ = scored_run
+    shutil.rmtree(out / ".hydra")
+    summary = evaluate_main(out, "backbone=tiny_random", "dataset=folder", f"dataset.root={a}", "dataset.limit=2")
+    assert summary["n_images"] == 2 and summary["n_failed"] == 1  # broken.png and img00
+    (out / ".hydra").mkdir()
+    OmegaConf.save(folder_config(a), out / ".hydra" / "config.yaml")
+    cfg = evaluate.run_config(out, ["dataset.limit=8", "dataset.root=null"])  # typed as Hydra types them
+    assert cfg.dataset.limit == 8 and cfg.dataset.root is None
