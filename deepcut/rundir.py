@@ -45,13 +45,14 @@ LOCATION = ("data_root", "dataset.root", "dataset.path")
 SELECTION = ("dataset.limit",)
 
 
-def _within(key: str, keys) -> bool:
+def within(key: str, keys) -> bool:
+    """``key`` is one of ``keys`` or inside one (`cache.dir` is within `cache`)."""
     return any(key == k or key.startswith(k + ".") for k in keys)
 
 
 def operational(key: str) -> bool:
     """True for a key whose value does not go into settings.json (see the three lists above)."""
-    return _within(key, OPERATIONAL + LOCATION + SELECTION)
+    return within(key, OPERATIONAL + LOCATION + SELECTION)
 
 
 def override_key(override: str) -> str:

@@ -30,30 +30,28 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
+from deepcut import rundir
+from deepcut.rundir import override_key, override_value
+
 HERE = Path(__file__).resolve().parent
 PAPER_NUMBERS = HERE / "paper_numbers.yaml"
 
 # Summary keys, in the order tables show them, with their number format in the sweep table.
 METRICS = {"miou": ".4f", "max_f_beta": ".4f", "acc": ".4f", "corloc": ".2f", "nmi": ".4f", "ari": ".4f"}
 COUNTS = {"time_s": ".3f", "n_images": ".0f", "n_failed": ".0f"}
-# Overrides that do not change results: left out when grouping runs and from swept columns.
-NEUTRAL = {"seed", "launcher", "sweeper", "logger", "device", "num_workers", "strict", "objective",
-           "save_labels", "save_overlays", "cache.enabled", "cache.dir"}
-NEUTRAL_PREFIXES = ("hydra.", "logger.", "launcher.", "sweeper.")
-# Where the data and weights are: not a change of recipe, so a paper cell filled by such a run is
-# not marked (they still make separate rows in the sweep table when they are swept).
-LOCATION = {"data_root", "dataset.root", "dataset.path", "backbone.batch_size"}
+# Overrides that do not change results (deepcut.rundir.OPERATIONAL) and the seed (runs of several
+# seeds are pooled into mean ± std): left out when grouping runs and from swept columns. Where the
+# data is (deepcut.rundir.LOCATION) is not a change of recipe either, so a paper cell filled by such a
+# run is not marked (they still make separate rows in the sweep table when they are swept).
+def is_neutral(key: str) -> bool:
+    return key == "seed" or rundir.within(key, rundir.OPERATIONAL)
+
+
+def is_location(key: str) -> bool:
+    return rundir.within(key, rundir.LOCATION)
 
 
 # ------------------------------------------------------------------ reading runs
-
-def override_key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
-
-
-def is_neutral(key: str) -> bool:
-    return key in NEUTRAL or key.startswith(NEUTRAL_PREFIXES)
-
 
 def load_run(run_dir: Path) -> dict:
     """One run: its summary, seed, experiment, overrides and provenance, as a flat dict."""
@@ -66,15 +64,16 @@ def load_run(run_dir: Path) -> dict:
     if (hydra_dir / "hydra.yaml").exists():
         choices = OmegaConf.to_container(OmegaConf.load(hydra_dir / "hydra.yaml").hydra.runtime.choices)
     experiment = choices.get("experiment") or next(
-        (o.split("=", 1)[1] for o in overrides if override_key(o) == "experiment"), None)
+        (override_value(o) for o in overrides if override_key(o) == "experiment"), None)
     info = json.loads((run_dir / "run_info.json").read_text()) if (run_dir / "run_info.json").exists() else {}
-    variant = [o for o in overrides if not is_neutral(override_key(o)) and override_key(o) not in LOCATION | {"experiment"}]
+    variant = [o for o in overrides if not is_neutral(override_key(o)) and not is_location(override_key(o))
+               and override_key(o) != "experiment"]
     return {
         "run_dir": str(run_dir), "experiment": experiment or "", "variant": " ".join(variant),
         "overrides": " ".join(overrides), "seed": config.get("seed"),
         "commit": info.get("commit"), "dirty": info.get("dirty"),
         **{k: v for k, v in summary.items() if not isinstance(v, (dict, list))},
-        "_overrides": {override_key(o): o.split("=", 1)[1] if "=" in o else "" for o in overrides},
+        "_overrides": {override_key(o): override_value(o) for o in overrides},
     }
 
 
