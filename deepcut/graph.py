@@ -26,26 +26,31 @@ def prepare_features(features: torch.Tensor, center: bool = False, l2: bool = Fa
     return features
 
 
-def affinity(features: torch.Tensor, loss: str = "ncut", alpha: float = 3.0, center: bool = False,
+def ncut_affinity(sim: torch.Tensor, peak: torch.Tensor, alpha: float = 3.0, power: float = 1.0) -> torch.Tensor:
+    """Paper eq. 5-6: W = max(F F^T, 0) / max(F F^T), raised to `power` (1 in the paper). In place
+    on the similarities `sim` (dense, or a sparse graph's edge values); `alpha` is CC's."""
+    w = sim.clamp_min_(0).div_(peak.clamp_min(torch.finfo(sim.dtype).tiny))
+    return w.pow_(power) if power != 1.0 else w
+
+
+def cc_affinity(sim: torch.Tensor, peak: torch.Tensor, alpha: float = 3.0, power: float = 1.0) -> torch.Tensor:
+    """Paper eq. 7: W = F F^T - max(F F^T) / alpha, in place; `power` is N-cut's."""
+    if alpha <= 0:
+        raise ValueError(f"loss.alpha={alpha} must be > 0 (paper: 3)")
+    return sim.sub_(peak / alpha)
+
+
+def affinity(features: torch.Tensor, formula=ncut_affinity, alpha: float = 3.0, center: bool = False,
              l2: bool = False, power: float = 1.0, knn: int | None = None) -> torch.Tensor:
+    """(..., N, C) features -> dense (..., N, N) W by `formula` (ncut_affinity or cc_affinity)."""
     f = prepare_features(features, center, l2)
     sim = f @ f.transpose(-1, -2)
-    peak = sim.amax(dim=(-1, -2), keepdim=True)
     # In place: one N x N buffer instead of three (N = 19k at stride 2: 1.4 GB each).
-    if loss == "ncut":
-        w = sim.clamp_min_(0).div_(peak.clamp_min(torch.finfo(sim.dtype).tiny))
-        if power != 1.0:
-            w = w.pow_(power)
-    elif loss == "cc":
-        if alpha <= 0:
-            raise ValueError(f"loss.alpha={alpha} must be > 0 (paper: 3)")
-        w = sim.sub_(peak / alpha)
-    else:
-        raise ValueError(f"loss.name={loss!r}: use 'ncut' or 'cc'")
+    w = formula(sim, sim.amax(dim=(-1, -2), keepdim=True), alpha, power)
     return keep_knn(w, knn) if knn else w
 
 
-def sparse_knn_affinity(features: torch.Tensor, k: int, loss: str = "ncut", alpha: float = 3.0,
+def sparse_knn_affinity(features: torch.Tensor, k: int, formula=ncut_affinity, alpha: float = 3.0,
                         center: bool = False, l2: bool = False, power: float = 1.0,
                         chunk: int = 2048) -> torch.Tensor:
     """The kNN affinity of one image's (N, C) features as a sparse (N, N) tensor with the same
@@ -63,13 +68,7 @@ def sparse_knn_affinity(features: torch.Tensor, k: int, loss: str = "ncut", alph
     i, j = torch.cat(rows), torch.cat(cols)
     edges = torch.unique(torch.cat([i * n + j, j * n + i]))  # kept by either end: symmetric
     i, j = edges // n, edges % n
-    sim = (f[i] * f[j]).sum(-1)
-    if loss == "ncut":
-        values = (sim.clamp_min(0) / peak.clamp_min(torch.finfo(sim.dtype).tiny)).pow(power)
-    elif loss == "cc":
-        values = sim - peak / alpha
-    else:
-        raise ValueError(f"loss.name={loss!r}: use 'ncut' or 'cc'")
+    values = formula((f[i] * f[j]).sum(-1), peak, alpha, power)
     return torch.sparse_coo_tensor(torch.stack([i, j]), values, (n, n), check_invariants=False).coalesce()
 
 

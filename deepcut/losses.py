@@ -6,30 +6,55 @@ N-cut, MinCutPool form (paper eq. 3-4, Bianchi et al. 2020):
     with Tr(S^T D S) = sum_i d_i ||S_i||^2 computed in O(NK), never a dense N x N D.
 Correlation clustering (paper eq. 8):
     L = -sum_ij W_ij (S S^T)_ij = -Tr(S^T W S); K is only an upper bound, empty clusters allowed.
+
+Both affinities are symmetric, so the gradient of Tr(S^T W S) is 2 W S, which the forward pass has
+already computed: one pass over W per training step instead of autograd's two.
 """
 from __future__ import annotations
 
 import torch
 
 
+class _QuadraticForms(torch.autograd.Function):
+    """Rows X (..., J, N) and a symmetric W -> (..., J) the quadratic forms x_j^T W x_j.
+    W is a constant (the graph): it gets no gradient."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        wx = _times_w(x, w)
+        ctx.save_for_backward(wx)
+        return (x * wx).sum(-1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        wx, = ctx.saved_tensors
+        return 2 * grad[..., None] * wx, None
+
+
+def _times_w(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """X W = (W X^T)^T for rows X (..., J, N): dense W (..., N, N), or one sparse (N, N) W for all rows."""
+    if w.is_sparse:
+        n = x.shape[-1]
+        return torch.sparse.mm(w, x.reshape(-1, n).T).T.reshape(x.shape)
+    return x @ w
+
+
 def association(s: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Tr(S^T W S). A W (..., 1, N, N), dense or sparse, may be shared by several assignments
-    S (..., R, N, K) (restarts): they become the columns of one matmul, so W is never copied."""
-    if w.shape[:-2] == s.shape[:-2]:
-        ws = torch.sparse.mm(w, s) if w.is_sparse else w @ s
-        return (s * ws).sum(dim=(-1, -2))
-    *lead, r, n, k = s.shape
-    columns = s.transpose(-3, -2).reshape(*lead, n, r * k)  # (..., N, R*K)
-    if w.is_sparse:  # sparse graphs come one at a time
-        ws = torch.sparse.mm(w, columns.reshape(n, r * k)).reshape(columns.shape)
-    else:
-        ws = w.squeeze(-3) @ columns
-    return (s * ws.reshape(*lead, n, r, k).transpose(-3, -2)).sum(dim=(-1, -2))
+    """Tr(S^T W S) for a symmetric W. A W (..., 1, N, N), dense or sparse (N, N), may be shared
+    by several assignments S (..., R, N, K) (restarts): their R*K columns meet W in one matmul,
+    so W is never copied."""
+    *lead, n, k = s.shape
+    rows = s.transpose(-1, -2)  # (..., K, N)
+    if not w.is_sparse and w.shape[:-2] != s.shape[:-2]:  # shared by the restarts on dim -3
+        rows, w = rows.reshape(*lead[:-1], lead[-1] * k, n), w.squeeze(-3)
+    forms = _QuadraticForms.apply(rows, w) if not w.requires_grad else (rows * _times_w(rows, w)).sum(-1)
+    return forms.reshape(*lead, k).sum(-1)
 
 
 def ncut_loss(s: torch.Tensor, w: torch.Tensor, degree: torch.Tensor, ortho_weight: float = 1.0) -> torch.Tensor:
-    """ortho_weight scales the orthogonality term (paper: 1). It keeps clusters from collapsing
-    but also pulls a converged solution towards clusters of equal size."""
+    """degree: W's row sums (..., N) (shape of W's leading dims). ortho_weight scales the
+    orthogonality term (paper: 1). It keeps clusters from collapsing but also pulls a converged
+    solution towards clusters of equal size."""
     cut = -association(s, w) / (degree[..., None] * s.square()).sum(dim=(-1, -2))
     sts = s.transpose(-1, -2) @ s
     k = s.shape[-1]

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
 from deepcut.gnn import GNNBatch, degrees, propagate
-from deepcut.graph import affinity, prepare_features, sparse_knn_affinity
+from deepcut.graph import affinity, cc_affinity, ncut_affinity, prepare_features, sparse_knn_affinity
 from deepcut.losses import cc_loss, ncut_loss
 from deepcut.masks import relabel_background_first
 
@@ -54,71 +55,113 @@ class GNN:
     dropout: float = 0.25
 
 
-def cluster(features: torch.Tensor, seeds: list[int], *, loss: str = "ncut", k: int = 2, alpha: float = 3.0,
-            ortho_weight: float = 1.0, graph: Graph = Graph(), gnn: GNN = GNN(), opt: Optimisation = Optimisation()) -> torch.Tensor:
-    """(B, N, C) features of B images with equal N -> (B, N) hard cluster ids (not yet relabelled).
+@dataclass(frozen=True)
+class Objective:
+    """A clustering objective: the affinity it is defined on and its loss."""
+    affinity: Callable  # (similarities F F^T, their max, alpha, power) -> W (graph.py)
+    loss: Callable      # (S, W, degrees, ortho_weight) -> one loss per graph (losses.py)
 
-    All B x restarts GNNs train as one batch; GNN (b, r) has seed derive_seed(seeds[b], r).
-    """
+
+OBJECTIVES = {
+    "ncut": Objective(ncut_affinity, ncut_loss),                                         # paper eq. 3-6
+    "cc": Objective(cc_affinity, lambda s, w, degree, ortho_weight: cc_loss(s, w)),      # paper eq. 7-8
+}
+
+
+def objective(name: str) -> Objective:
+    if name not in OBJECTIVES:
+        raise ValueError(f"loss.name={name!r}: use one of {', '.join(OBJECTIVES)}")
+    return OBJECTIVES[name]
+
+
+def build_graph(features: torch.Tensor, *, loss: str = "ncut", alpha: float = 3.0,
+                graph: Graph = Graph()) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, N, C) features -> W, the propagated features A_hat X (B, N, C) and W's degrees (B, N).
+    W is dense (B, N, N), or one image's sparse (N, N) kNN graph above graph.dense_max_n nodes.
+    The graph is fixed while the GNNs train, so all of this is computed once."""
+    formula = objective(loss).affinity
+    b, n, _ = features.shape
+    if graph.knn is not None and n > graph.dense_max_n:
+        if b > 1:
+            raise ValueError("sparse graphs are built one image at a time (no batched sparse matmul)")
+        w = sparse_knn_affinity(features[0], graph.knn, formula, alpha, graph.center, graph.l2, graph.power)
+    else:
+        w = affinity(features, formula, alpha, graph.center, graph.l2, graph.power, graph.knn)
+    ax = propagate(w, prepare_features(features, graph.center, graph.l2))
+    return w, ax, degrees(w).view(b, n)
+
+
+@dataclass
+class Fit:
+    """What `fit` returns for B images x R restarts: the eval-mode soft assignments S (B, R, N, K),
+    their losses (B, R) and the optimisation steps each GNN took (B, R) (fewer when it stopped)."""
+    soft: torch.Tensor
+    losses: torch.Tensor
+    steps: torch.Tensor
+
+    @property
+    def ids(self) -> torch.Tensor:
+        """(B, R, N) hard cluster ids (not yet relabelled)."""
+        return self.soft.argmax(dim=-1)
+
+
+def fit(w: torch.Tensor, ax: torch.Tensor, degree: torch.Tensor, seeds: list[int], *, loss: str = "ncut", k: int = 2,
+        ortho_weight: float = 1.0, gnn: GNN = GNN(), opt: Optimisation = Optimisation()) -> Fit:
+    """Train R = opt.restarts GNNs per image on the graph of `build_graph`, all B*R as one batch;
+    image b's GNNs draw their randomness from seeds[b] only. The prediction is an eval-mode forward
+    (no dropout) after a GNN's last step.
+
+    With the stopping rule (opt.tol), a GNN stops once its loss has improved by less than tol
+    (relative) for `patience` consecutive steps; its parameters are kept from then on, while the
+    batch trains on without a host synchronisation per step (all done: checked every patience steps)."""
     if k < 2:
         raise ValueError(f"loss.k={k}: DeepCut needs at least 2 clusters")
-    b, n, _ = features.shape
+    loss_of = objective(loss).loss
+    b, n, c = ax.shape
     r = opt.restarts
-    sparse = graph.knn is not None and n > graph.dense_max_n
-    if sparse and b > 1:  # sparse graphs train one image at a time (no batched sparse matmul)
-        out = [cluster(features[i:i + 1], [seeds[i]], loss=loss, k=k, alpha=alpha, ortho_weight=ortho_weight,
-                       graph=graph, gnn=gnn, opt=opt) for i in range(b)]
-        return torch.cat([ids for ids, _ in out]), torch.cat([losses for _, losses in out])
-    if sparse:
-        w = sparse_knn_affinity(features[0], graph.knn, loss, alpha, graph.center, graph.l2, graph.power)
-        shared = w  # (N, N), shared by the R restarts
-    else:
-        w = affinity(features, loss, alpha, graph.center, graph.l2, graph.power, graph.knn)  # (B, N, N)
-        shared = w[:, None]
-    x = prepare_features(features, graph.center, graph.l2)
-    ax = propagate(w, x)  # fixed during training: computed once
-    degree = degrees(w).view(-1, 1, n)  # (B, 1, N)
+    shared = w if w.is_sparse else w[:, None]  # (B, 1, N, N): one W for an image's R restarts, no copies
+    degree = degree.view(b, 1, n)
 
-    def objective(s: torch.Tensor) -> torch.Tensor:  # (B*R, N, K) -> (B, R)
-        s = s.view(b, r, n, -1)
-        return ncut_loss(s, shared, degree, ortho_weight) if loss == "ncut" else cc_loss(s, shared)
+    def losses(s: torch.Tensor) -> torch.Tensor:  # (B, R, N, K) -> (B, R)
+        return loss_of(s, shared, degree, ortho_weight)
 
-    model = GNNBatch([derive_seed(s, i) for s in seeds for i in range(r)], x.shape[-1], k,
-                     gnn.hidden, gnn.mlp_hidden, gnn.dropout, device=features.device)
+    axt = ax.transpose(-1, -2).contiguous()  # (B, C, N)
+    model = GNNBatch(seeds, r, c, k, gnn.hidden, gnn.mlp_hidden, gnn.dropout, device=ax.device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay, fused=True)
-    final = torch.zeros(b * r, n, k, device=features.device)
-    done = torch.zeros(b * r, dtype=torch.bool, device=features.device)
-    best = torch.full((b * r,), float("inf"), device=features.device)
-    stale = torch.zeros(b * r, dtype=torch.long, device=features.device)
-    for _ in range(opt.steps):
-        model.train()
-        losses = objective(model(ax)).flatten()
+    steps = torch.full((b, r), opt.steps, device=ax.device)
+    if opt.tol is not None:
+        best = torch.full((b, r), float("inf"), device=ax.device)
+        stale = torch.zeros((b, r), dtype=torch.long, device=ax.device)
+        done = torch.zeros((b, r), dtype=torch.bool, device=ax.device)
+        kept = model.flat.detach().clone()  # the parameters of each GNN as it stopped
+    model.train()
+    for step in range(opt.steps):
+        train_losses = losses(model(axt))
         optimiser.zero_grad(set_to_none=True)
-        losses.sum().backward()  # GNNs share no parameters: the sum's gradient is each one's own
+        train_losses.sum().backward()  # GNNs share no parameters: the sum's gradient is each one's own
         optimiser.step()
         if opt.tol is not None:
-            improved = losses.detach() < best - opt.tol * best.abs()
-            best = torch.minimum(best, losses.detach())
+            current = train_losses.detach()
+            # The first step always improves on "nothing yet" (inf - tol * inf would be NaN).
+            improved = torch.isinf(best) | (current < best - opt.tol * best.abs())
+            best = torch.minimum(best, current)
             stale = torch.where(improved, 0, stale + 1)
             stopping = (stale >= opt.patience) & ~done
-            if stopping.any():
-                final[stopping] = _predict(model, ax)[stopping]
-                done |= stopping
-            if done.all():
+            kept = torch.where(stopping[..., None], model.flat.detach(), kept)
+            steps = torch.where(stopping, step + 1, steps)
+            done |= stopping
+            if (step + 1) % opt.patience == 0 and bool(done.all()):
                 break
-    if not done.all():
-        final[~done] = _predict(model, ax)[~done]
-    with torch.no_grad():
-        losses = objective(final)
-    if not torch.isfinite(losses).all():  # NaN/Inf features or a broken graph: fail, don't guess
-        raise FloatingPointError(f"non-finite {loss} loss")
-    return final.view(b, r, n, k).argmax(dim=-1), losses
-
-
-@torch.no_grad()
-def _predict(model: GNNBatch, ax: torch.Tensor) -> torch.Tensor:
     model.eval()
-    return model(ax)
+    with torch.no_grad():
+        params = None if opt.tol is None else torch.where(done[..., None], kept, model.flat)
+        if opt.tol is not None:
+            steps = torch.where(done, steps, step + 1)
+        s = model(axt, params)
+        final = losses(s)
+    if not torch.isfinite(final).all():  # NaN/Inf features or a broken graph: fail, don't guess
+        raise FloatingPointError(f"non-finite {loss} loss")
+    return Fit(s, final, steps)
 
 
 @dataclass
@@ -156,45 +199,86 @@ class DeepCut:
     def __call__(self, features: torch.Tensor, grid: tuple[int, int], *, seed: int = 0) -> torch.Tensor:
         return self.batch(features[None], grid, [seed])[0]
 
-    def batch(self, features: torch.Tensor, grid: tuple[int, int], seeds: list[int]) -> list[torch.Tensor]:
-        """(B, N, C) features of B images on the same (h, w) grid -> B label maps."""
+    def batch(self, features: torch.Tensor, grid: tuple[int, int], seeds: list[int], soft: bool = False) -> list:
+        """(B, N, C) features of B images on the same (h, w) grid -> B label maps (h, w), or with
+        soft=True B pairs (labels, soft assignment (C, h, w)) whose channel i is the probability of
+        label i: with combine=best the chosen restart's eval-mode S; with combine=vote two channels,
+        1 = the restarts' mean foreground probability (1 - that of each one's background cluster),
+        0 = its complement; in mode parts the second stage's S on the foreground (and, with
+        split_background, on the background), probability 1 on label 0 elsewhere. Clusters left
+        without a patch get the channels after the labels."""
         first_k = 2 if self.mode == "parts" else self.k
-        ids, losses = self._cluster(features, seeds, first_k)
-        if self.optimisation.combine == "vote":
-            # Each restart's foreground by the border rule; a patch is foreground for most of them.
-            votes = torch.stack([torch.stack([relabel_background_first(i.view(grid)) > 0 for i in per_image])
-                                 for per_image in ids]).float().mean(dim=1)
-            labels = [(v > 0.5).long() for v in votes]
-        else:  # the restart with the lowest (eval-mode) loss
-            best = ids[torch.arange(len(ids)), losses.argmin(dim=1)]
-            labels = [relabel_background_first(i.view(grid)) for i in best]
-        if self.mode == "parts":
-            labels = [self._split(features[j], labels[j], seeds[j]) for j in range(len(labels))]
-        return labels
+        result = self._fit(features, seeds, first_k)
+        ids, probs = result.ids, result.soft
+        out = []
+        for b in range(len(ids)):
+            if self.optimisation.combine == "vote":
+                # Each restart's foreground by the border rule; a patch is foreground for most of them.
+                restarts = [relabel_background_first(i.view(grid)).flatten() for i in ids[b]]
+                labels = (torch.stack([lab > 0 for lab in restarts]).float().mean(dim=0) > 0.5).long()
+                background = torch.stack([p[:, i[lab == 0][0]] for p, i, lab in zip(probs[b], ids[b], restarts)])
+                foreground = 1 - background.mean(dim=0)
+                channels = torch.stack([1 - foreground, foreground])  # (2, N)
+            else:  # the restart with the lowest (eval-mode) loss
+                r = result.losses[b].argmin()
+                labels = relabel_background_first(ids[b, r].view(grid)).flatten()
+                channels = in_label_order(probs[b, r].T, ids[b, r], labels)
+            if self.mode == "parts":
+                labels, channels = self._split(features[b], labels, seeds[b])
+            out.append((labels.view(grid), channels.view(-1, *grid)) if soft else labels.view(grid))
+        return out
 
-    def _cluster(self, features, seeds, k):
-        return cluster(features, seeds, loss=self.loss, k=k, alpha=self.alpha, ortho_weight=self.ortho_weight, graph=self.graph,
-                       gnn=self.gnn, opt=self.optimisation)
+    def _fit(self, features: torch.Tensor, seeds: list[int], k: int) -> Fit:
+        b, n, _ = features.shape
+        if self.graph.knn is not None and n > self.graph.dense_max_n and b > 1:  # sparse graphs: one image at a time
+            fits = [self._fit(features[i:i + 1], [seeds[i]], k) for i in range(b)]
+            return Fit(*(torch.cat([getattr(f, name) for f in fits]) for name in ("soft", "losses", "steps")))
+        w, ax, degree = build_graph(features, loss=self.loss, alpha=self.alpha, graph=self.graph)
+        return fit(w, ax, degree, seeds, loss=self.loss, k=k, ortho_weight=self.ortho_weight, gnn=self.gnn,
+                   opt=self.optimisation)
 
-    def _split(self, features: torch.Tensor, stage1: torch.Tensor, seed: int) -> torch.Tensor:
-        """Second stage: cluster a region's nodes on their own sub-graph."""
-        out = torch.zeros_like(stage1)
-        regions = [(stage1.flatten() > 0, self.k, 1, "fg")]
+    def _split(self, features: torch.Tensor, stage1: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Second stage: cluster a region's nodes on their own sub-graph. (N,) stage-1 labels ->
+        (N,) labels and their (C, N) soft assignment."""
+        n = len(stage1)
+        parts = torch.zeros_like(stage1)
+        channels = self.k + 1 + (self.background_k - 1 if self.split_background else 0)
+        probs = torch.zeros(channels, n, device=features.device)
+        probs[0] = 1.0  # background without a second stage
+        regions = [(stage1 > 0, self.k, 1, "fg")]
         if self.split_background:
-            regions.append((stage1.flatten() == 0, self.background_k, self.k + 1, "bg"))
+            regions.append((stage1 == 0, self.background_k, self.k + 1, "bg"))
         for inside, k, first, tag in regions:
             idx = inside.nonzero().squeeze(1)
             if len(idx) <= k:  # too few nodes to split: one part
-                out.view(-1)[idx] = first if tag == "fg" else 0
+                part = torch.full_like(idx, first if tag == "fg" else 0)
+                parts[idx], probs[:, idx] = part, 0.0
+                probs[part, idx] = 1.0
                 continue
-            ids, losses = self._cluster(features[idx][None], [derive_seed(seed, tag)], k)
-            part = ids[0, losses[0].argmin()]
+            result = self._fit(features[idx][None], [derive_seed(seed, tag)], k)
+            best = result.losses[0].argmin()
+            cluster = result.ids[0, best]
             # Parts numbered by decreasing size; the background's largest part stays background (0).
-            order = torch.argsort(torch.bincount(part, minlength=k), descending=True, stable=True)
+            order = torch.argsort(torch.bincount(cluster, minlength=k), descending=True, stable=True)
             rank = torch.empty_like(order)
             rank[order] = torch.arange(k, device=order.device)
-            rank = rank[part]
-            out.view(-1)[idx] = rank + first if tag == "fg" else torch.where(rank == 0, 0, rank + first - 1)
+            label = rank + first if tag == "fg" else torch.where(rank == 0, 0, rank + first - 1)  # cluster -> label
+            parts[idx] = label[cluster]
+            probs[:, idx] = 0.0
+            probs[label[:, None], idx] = result.soft[0, best].T
         # Empty parts leave gaps: renumber contiguously, keeping 0 for the background.
-        values = torch.unique(torch.cat([torch.zeros(1, dtype=out.dtype, device=out.device), out.flatten()]))
-        return torch.searchsorted(values, out)
+        values = torch.unique(torch.cat([torch.zeros(1, dtype=parts.dtype, device=parts.device), parts]))
+        labels = torch.searchsorted(values, parts)
+        return labels, in_label_order(probs, parts, labels)
+
+
+def in_label_order(probs: torch.Tensor, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(C, N) probabilities of cluster ids -> the same with channel i = label i, for (N,) ids and
+    their (N,) labels, a one-to-one renumbering of the ids present. Absent ids follow, in id order."""
+    label_of = torch.full((probs.shape[0],), -1, dtype=torch.long, device=probs.device)
+    label_of[ids] = labels
+    absent = label_of < 0
+    label_of[absent] = torch.arange(int(labels.max()) + 1, probs.shape[0], device=probs.device)
+    out = torch.empty_like(probs)
+    out[label_of] = probs
+    return out

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from deepcut.gnn import propagate
-from deepcut.graph import affinity, keep_knn
+from deepcut.graph import affinity, cc_affinity, keep_knn, ncut_affinity
 from deepcut.losses import cc_loss, ncut_loss
 
 F = torch.tensor([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
@@ -15,25 +15,25 @@ SIM = torch.tensor([[1.0, 2, 0, -1], [2, 4, 0, -2], [0, 0, 1, 0], [-1, -2, 0, 1]
 
 def test_ncut_affinity_is_paper_eq_5_6():
     expected = SIM.clamp_min(0) / 4  # negatives to 0, divided by the max (4)
-    assert torch.equal(affinity(F, "ncut"), expected)
+    assert torch.equal(affinity(F), expected)
 
 
 def test_cc_affinity_is_paper_eq_7():
-    assert torch.allclose(affinity(F, "cc", alpha=3.0), SIM - 4 / 3)
+    assert torch.allclose(affinity(F, cc_affinity, alpha=3.0), SIM - 4 / 3)
     with pytest.raises(ValueError, match="alpha"):
-        affinity(F, "cc", alpha=0)
+        affinity(F, cc_affinity, alpha=0)
 
 
 def test_center_and_l2_options():
     centred = F - F.mean(0)
-    assert torch.allclose(affinity(F, "cc", center=True), centred @ centred.T - (centred @ centred.T).max() / 3)
-    w = affinity(F, "ncut", l2=True)
+    assert torch.allclose(affinity(F, cc_affinity, center=True), centred @ centred.T - (centred @ centred.T).max() / 3)
+    w = affinity(F, l2=True)
     assert torch.allclose(w.diagonal(), torch.ones(4))  # cosine self-similarity, max 1
     assert w[0, 1] == 1 and w[0, 2] == 0 and w[0, 3] == 0
 
 
 def test_power_sharpens_ncut_affinity():
-    assert torch.allclose(affinity(F, "ncut", power=2.0), (SIM.clamp_min(0) / 4) ** 2)
+    assert torch.allclose(affinity(F, power=2.0), (SIM.clamp_min(0) / 4) ** 2)
 
 
 def test_knn_keeps_each_nodes_strongest_edges_symmetrically():
@@ -46,13 +46,13 @@ def test_knn_keeps_each_nodes_strongest_edges_symmetrically():
 
 def test_batched_affinity_equals_per_image():
     f = torch.randn(3, 10, 4, generator=torch.Generator().manual_seed(0))
-    batched = affinity(f, "ncut", center=True)
+    batched = affinity(f, center=True)
     for i in range(3):
-        assert torch.allclose(batched[i], affinity(f[i], "ncut", center=True))
+        assert torch.allclose(batched[i], affinity(f[i], center=True))
 
 
 def test_propagate_is_symmetric_normalised_adjacency():
-    w = affinity(F, "ncut")
+    w = affinity(F)
     d = w.sum(1)
     a_hat = torch.diag(d.rsqrt()) @ w @ torch.diag(d.rsqrt())
     x = torch.randn(4, 3)
@@ -93,14 +93,43 @@ def test_cc_loss_closed_form():
 @pytest.mark.parametrize("loss", ["ncut", "cc"])
 def test_sparse_knn_graph_equals_the_dense_one(loss):
     from deepcut.graph import sparse_knn_affinity
-    from deepcut.segment import Graph, Optimisation, cluster
+    from deepcut.segment import OBJECTIVES, Graph, Optimisation, build_graph, fit
+    formula = OBJECTIVES[loss].affinity
     f = torch.randn(300, 16, generator=torch.Generator().manual_seed(0))
-    dense = affinity(f, loss, center=True, knn=10)
-    sparse = sparse_knn_affinity(f, 10, loss, center=True, chunk=64)  # several chunks
+    dense = affinity(f, formula, center=True, knn=10)
+    sparse = sparse_knn_affinity(f, 10, formula, center=True, chunk=64)  # several chunks
     assert sparse.is_sparse and torch.allclose(sparse.to_dense(), dense, atol=1e-5)
     assert torch.allclose(propagate(sparse, f), propagate(dense, f), atol=1e-5)
     # Training on either graph gives the same clustering.
     opt = Optimisation(restarts=3)
-    a, la = cluster(f[None], [1], loss=loss, graph=Graph(center=True, knn=10), opt=opt)
-    b, lb = cluster(f[None], [1], loss=loss, graph=Graph(center=True, knn=10, dense_max_n=100), opt=opt)
-    assert torch.equal(a, b) and torch.allclose(la, lb, rtol=1e-4)
+    a = fit(*build_graph(f[None], loss=loss, graph=Graph(center=True, knn=10)), [1], loss=loss, opt=opt)
+    graph = build_graph(f[None], loss=loss, graph=Graph(center=True, knn=10, dense_max_n=100))
+    assert graph[0].is_sparse
+    b = fit(*graph, [1], loss=loss, opt=opt)
+    assert torch.equal(a.ids, b.ids) and torch.allclose(a.losses, b.losses, rtol=1e-4)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_one_pass_gradient_equals_autograd(shared, sparse):
+    """The loss's backward uses d Tr(S^T W S) / dS = 2 W S (W symmetric): same gradient as autograd
+    through both matmuls, for a W of its own per assignment, shared by restarts, or sparse."""
+    from deepcut.losses import association
+    g = torch.Generator().manual_seed(5)
+    w = torch.rand(7, 7, generator=g, dtype=torch.float64)
+    w = (w + w.T) * (torch.rand(7, 7, generator=g, dtype=torch.float64) > 0.3)
+    w = (w + w.T) / 2
+    s = torch.softmax(torch.randn(2, 3, 7, 4, generator=g, dtype=torch.float64), -1).requires_grad_()
+    d = w.sum(-1)
+    reference = w.expand(2, 3, 7, 7)
+    given = w.to_sparse() if sparse else w.expand(2, 1, 7, 7) if shared else reference
+    expected = torch.stack([torch.stack([-torch.trace(x.T @ w @ x) for x in per]) for per in s])
+    for fn, ref in ((lambda s_, w_: -association(s_, w_), expected),
+                    (lambda s_, w_: ncut_loss(s_, w_, d.expand(2, 1, 7) if w_.dim() > 2 else d), None)):
+        out = fn(s, given)
+        grad, = torch.autograd.grad((out * torch.arange(1.0, 7, dtype=out.dtype).view(2, 3)).sum(), s)
+        want = fn(s, reference.detach().requires_grad_(False).clone().requires_grad_())  # plain autograd path
+        want_grad, = torch.autograd.grad((want * torch.arange(1.0, 7, dtype=out.dtype).view(2, 3)).sum(), s)
+        assert torch.allclose(out, want) and torch.allclose(grad, want_grad)
+        if ref is not None:
+            assert torch.allclose(out, ref)

@@ -5,7 +5,13 @@ import pytest
 import torch
 
 from deepcut.masks import mask_to_box, relabel_background_first
-from deepcut.segment import DeepCut, Graph, Optimisation, cluster, derive_seed
+from deepcut.gnn import GNNBatch
+from deepcut.segment import GNN, OBJECTIVES, DeepCut, Graph, Optimisation, build_graph, derive_seed, fit
+
+
+def train(features, seeds, *, loss="ncut", graph=Graph(), **kwargs):
+    """build_graph then fit: B images' features -> Fit."""
+    return fit(*build_graph(features, loss=loss, graph=graph), seeds, loss=loss, **kwargs)
 
 
 def grouped_features(labels: torch.Tensor, centres: torch.Tensor, noise: float = 0.05, seed: int = 0):
@@ -77,22 +83,25 @@ def test_seed_is_per_image_and_batch_independent():
 def test_batched_training_equals_one_image_at_a_time():
     """The raw soft assignments agree, not only the labels (dropout and init are per image)."""
     f = torch.randn(3, 40, 8, generator=torch.Generator().manual_seed(2))
-    opt = Optimisation(steps=15, lr=1e-2)
-    batched, losses = cluster(f, [1, 2, 3], opt=opt)
+    opt = Optimisation(steps=15, lr=1e-2, restarts=2)
+    batched = train(f, [1, 2, 3], opt=opt)
     for i, seed in enumerate([1, 2, 3]):
-        alone, loss = cluster(f[i:i + 1], [seed], opt=opt)
-        assert torch.equal(alone[0], batched[i]) and torch.equal(loss[0], losses[i])
+        alone = train(f[i:i + 1], [seed], opt=opt)
+        assert torch.equal(alone.soft[0], batched.soft[i]) and torch.equal(alone.losses[0], batched.losses[i])
 
 
 def test_restarts_keep_the_lowest_loss():
     f = torch.randn(50, 8, generator=torch.Generator().manual_seed(3))
     g, opt = Graph(center=True), Optimisation(steps=30, lr=1e-2, restarts=6)
-    ids, losses = cluster(f[None], [7], graph=g, opt=opt)
-    assert ids.shape == (1, 6, 50) and losses.shape == (1, 6)
+    result = train(f[None], [7], graph=g, opt=opt)
+    ids, losses = result.ids, result.losses
+    assert ids.shape == (1, 6, 50) and losses.shape == (1, 6) and result.soft.shape == (1, 6, 50, 2)
     assert losses[0].unique().numel() > 1  # the restarts really differ
-    # Restart 0 is the single-start run; DeepCut returns the restart of lowest loss.
-    single, _ = cluster(f[None], [7], graph=g, opt=Optimisation(steps=30, lr=1e-2))
-    assert torch.equal(single[0, 0], ids[0, 0])
+    # Restart 0 is the single-start run: restart r's random numbers do not depend on the count
+    # (equal up to rounding: the first layer's matmul has R times the rows).
+    single = train(f[None], [7], graph=g, opt=Optimisation(steps=30, lr=1e-2))
+    assert torch.allclose(single.soft[0, 0], result.soft[0, 0], atol=1e-5)
+    assert torch.equal(single.ids[0, 0], result.ids[0, 0])
     best = relabel_background_first(ids[0, losses[0].argmin()].view(5, 10))
     assert torch.equal(DeepCut(graph=g, optimisation=opt)(f, (5, 10), seed=7), best)
 
@@ -100,10 +109,60 @@ def test_restarts_keep_the_lowest_loss():
 def test_vote_is_the_foreground_majority_of_the_restarts():
     f = torch.randn(60, 8, generator=torch.Generator().manual_seed(4))
     opt = Optimisation(restarts=5, combine="vote")
-    ids, _ = cluster(f[None], [3], graph=Graph(center=True), opt=opt)
+    ids = train(f[None], [3], graph=Graph(center=True), opt=opt).ids
     fg = torch.stack([relabel_background_first(i.view(6, 10)) > 0 for i in ids[0]]).sum(0)
     out = DeepCut(graph=Graph(center=True), optimisation=opt)(f, (6, 10), seed=3)
     assert torch.equal(out, (fg >= 3).long())
+
+
+def test_soft_assignment_of_the_best_restart_in_label_order():
+    truth = blob_grid()
+    f = grouped_features(truth, torch.eye(16)[:2] * 3)
+    opt = Optimisation(restarts=3)
+    (labels, soft), = DeepCut(optimisation=opt).batch(f[None], truth.shape, [5], soft=True)
+    assert torch.equal(labels, truth) and soft.shape == (2, *truth.shape)
+    result = train(f[None], [5], opt=opt)
+    s = result.soft[0, result.losses[0].argmin()].T.reshape(2, *truth.shape)  # (K, h, w) by cluster id
+    background = int(s[:, 0, 0].argmax())  # the cluster at the corner is the background (label 0)
+    assert torch.equal(soft, s[[background, 1 - background]])
+    assert torch.equal(soft.argmax(0), labels)
+    assert torch.allclose(soft.sum(0), torch.ones(truth.shape))
+
+
+def test_soft_assignment_of_the_vote_is_the_mean_foreground_probability():
+    f = torch.randn(60, 8, generator=torch.Generator().manual_seed(4))
+    opt = Optimisation(restarts=5, combine="vote")
+    result = train(f[None], [3], graph=Graph(center=True), opt=opt)
+    foreground = torch.zeros(60)
+    for s, ids in zip(result.soft[0], result.ids[0]):  # each restart: 1 - P(its border cluster)
+        background = ids[relabel_background_first(ids.view(6, 10)).flatten() == 0][0]
+        foreground += (1 - s[:, background]) / 5
+    (labels, soft), = DeepCut(graph=Graph(center=True), optimisation=opt).batch(f[None], (6, 10), [3], soft=True)
+    assert torch.allclose(soft[1].flatten(), foreground) and torch.allclose(soft[0], 1 - soft[1])
+    assert torch.equal(labels, DeepCut(graph=Graph(center=True), optimisation=opt)(f, (6, 10), seed=3))
+
+
+def test_soft_assignment_of_parts_is_the_second_stage():
+    truth = blob_grid(12, 12)
+    truth[2:6, 3:7], truth[6:10, 3:7] = 1, 2
+    centres = torch.eye(16)[:3] * 3
+    centres[2] = centres[1] * 0.3 + torch.eye(16)[2] * 2
+    f = grouped_features(truth, centres)
+    method = DeepCut(k=2, mode="parts", optimisation=Optimisation(steps=100, lr=1e-2))
+    (labels, soft), = method.batch(f[None], truth.shape, [0], soft=True)
+    assert torch.equal(labels, method(f, truth.shape, seed=0)) and soft.shape == (3, 12, 12)
+    background = labels == 0
+    assert (soft[0][background] == 1).all() and (soft[1:, background] == 0).all()
+    # Foreground: the second stage's S on the foreground's own sub-graph, in label order.
+    inside = (~background).flatten().nonzero().squeeze(1)
+    stage2 = train(f[inside][None], [derive_seed(0, "fg")], opt=method.optimisation)
+    s = stage2.soft[0, 0]  # (n_fg, 2)
+    first = int(labels.flatten()[inside][0]) - 1  # the cluster that holds label 1
+    first = first if int(s[0].argmax()) == 0 else 1 - first
+    assert torch.equal(soft[0].flatten()[inside], torch.zeros(len(inside)))
+    assert torch.allclose(soft[1:].flatten(1)[:, inside], s.T[[first, 1 - first]]) or \
+        torch.allclose(soft[1:].flatten(1)[:, inside], s.T[[1 - first, first]])
+    assert torch.equal(soft.argmax(0), labels)
 
 
 def test_stopping_rule_stops_early_with_a_converged_answer():
@@ -111,6 +170,54 @@ def test_stopping_rule_stops_early_with_a_converged_answer():
     f = grouped_features(truth, torch.eye(16)[:2] * 3)
     opt = Optimisation(steps=5000, lr=1e-2, tol=1e-4, patience=5)
     assert torch.equal(DeepCut(optimisation=opt)(f, truth.shape, seed=0), truth)
+    assert train(f[None], [0], opt=opt).steps.item() < 5000
+
+
+def test_stopping_rule_counts_the_first_step_as_an_improvement():
+    """patience=1 must not stop a GNN whose loss keeps improving (it did: inf - tol * inf is NaN,
+    so the first step never counted as an improvement and every GNN stopped after one step)."""
+    truth = blob_grid()
+    f = grouped_features(truth, torch.eye(16)[:2] * 3)[None]
+    quiet = GNN(dropout=0.0)  # deterministic training loss: at lr 1e-3 it decreases at every step
+    plain = train(f, [0], gnn=quiet, opt=Optimisation(steps=20, lr=1e-3, restarts=2))
+    patient = train(f, [0], gnn=quiet, opt=Optimisation(steps=20, lr=1e-3, restarts=2, tol=0.0, patience=1))
+    assert patient.steps.tolist() == [[20, 20]]
+    assert torch.equal(patient.soft, plain.soft) and torch.equal(patient.losses, plain.losses)
+    # A loss that never improves (lr 0): improved at step 1, then stale for `patience` steps.
+    frozen = train(f, [0], gnn=quiet, opt=Optimisation(steps=20, lr=0.0, tol=1e-9, patience=3))
+    assert frozen.steps.tolist() == [[4]]
+
+
+def test_stopped_gnns_keep_their_parameters_while_the_batch_trains_on():
+    """A GNN that stopped gives the same answer as one trained for just that many steps."""
+    truth = blob_grid()
+    f = grouped_features(truth, torch.eye(16)[:2] * 3)[None]
+    opt = Optimisation(steps=300, lr=1e-2, restarts=4, tol=1e-3, patience=3)
+    batch = train(f, [2], opt=opt)
+    assert batch.steps.unique().numel() > 1  # they stopped at different steps
+    for r, steps in enumerate(batch.steps[0].tolist()):
+        alone = train(f, [2], opt=Optimisation(steps=steps, lr=1e-2, restarts=4))  # no stopping rule
+        assert torch.equal(alone.soft[0, r], batch.soft[0, r])
+
+
+def test_objectives_table_and_unknown_loss():
+    assert set(OBJECTIVES) == {"ncut", "cc"}
+    with pytest.raises(ValueError, match="loss.name='bogus'"):
+        DeepCut(loss="bogus")(torch.randn(20, 4), (4, 5), seed=0)
+
+
+def test_dropout_masks_are_per_image_restart_and_step():
+    model = GNNBatch([11, 12], restarts=3, in_dim=4, k=2, mlp_hidden=8, dropout=0.25)
+    masks = [model._masks((8, 5000)).view(2, 3, 8, 5000) for _ in range(2)]
+    model.step += 1
+    later = model._masks((8, 5000)).view(2, 3, 8, 5000)
+    for m in masks[0].flatten(0, 1):
+        assert torch.equal(m.unique(), torch.tensor([0.0, 4 / 3])) and abs((m == 0).float().mean() - 0.25) < 0.01
+    assert torch.equal(masks[0], masks[1])  # a step's masks are a function of (seed, step)
+    assert not torch.equal(masks[0], later) and not torch.equal(masks[0][0], masks[0][1])
+    assert not torch.equal(masks[0][0, 0], masks[0][0, 1])
+    fewer = GNNBatch([12], restarts=2, in_dim=4, k=2, mlp_hidden=8, dropout=0.25)._masks((8, 5000)).view(2, 8, 5000)
+    assert torch.equal(fewer, masks[0][1, :2])  # restart r's mask does not depend on the count or the batch
 
 
 def test_two_stage_parts_split_the_foreground_only():
