@@ -845,3 +845,50 @@ def test_evaluate_without_hydra_needs_the_data_set_and_types_overrides(scored_ru
     OmegaConf.save(folder_config(a), out / ".hydra" / "config.yaml")
     cfg = evaluate.run_config(out, ["dataset.limit=8", "dataset.root=null"])  # typed as Hydra types them
     assert cfg.dataset.limit == 8 and cfg.dataset.root is None
+
+
+@pytest.mark.slow
+def test_round_two_errors_and_exit_codes_end_to_end(tmp_path):
+    """Hydra's own errors exit 2 like ours; a damaged checkpoint and W&B without a login are one
+    paragraph; a run where every image failed exits 1; an unwritable cache.dir warns and runs."""
+    (tmp_path / "file").write_text("")
+    data = good_dataset(tmp_path / "data", 1)
+    broken = tmp_path / "broken"
+    (broken / "images").mkdir(parents=True)
+    (broken / "images" / "a.png").write_bytes(b"")
+    (tmp_path / "garbage.pth").write_bytes(os.urandom(2000))
+    cases = {  # arguments, the exit code, what the output must say
+        "typo": (["loss.kk=3"], 2, "Could not override 'loss.kk'"),
+        "option": (["loss=bogus"], 2, "bogus"),
+        "weights": ([f"backbone.weights={tmp_path / 'garbage.pth'}"], 2, "not a readable checkpoint"),
+        "wandb": (["logger=wandb", "logger.mode=online"], 2, "wandb login"),
+        "all_failed": ([f"dataset.root={broken}"], 1, "every image failed"),
+        "cache": ([f"cache.dir={tmp_path / 'file' / 'cache'}"], 0, "cannot be written"),
+    }
+    procs = {}
+    for name, (args, _, _) in cases.items():
+        e = {**env(tmp_path / "cache"), "HOME": str(tmp_path), "WANDB_CONFIG_DIR": str(tmp_path / "wandb")}
+        e.pop("WANDB_API_KEY", None)
+        procs[name] = subprocess.Popen(command(tmp_path / name, data, *args), cwd=REPO, env=e, stdout=subprocess.PIPE,
+                                       stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+    for name, proc in procs.items():
+        output = proc.communicate(timeout=300)[0]
+        code, message = cases[name][1:]
+        assert proc.returncode == code and message in output, (name, output[-3000:])
+        assert "Traceback" not in output, name
+    assert json.loads((tmp_path / "cache" / "summary.json").read_text())["n_failed"] == 1  # broken.png only
+
+
+@pytest.mark.slow
+def test_two_runs_with_different_settings_into_one_dir_at_once(clean, tmp_path):
+    """One holds the directory; the other is refused (busy, or other settings) and writes nothing
+    there: .hydra/config.yaml, overrides.yaml and settings.json all come from the one that ran."""
+    data, _, _ = clean
+    out = tmp_path / "run"
+    procs = {k: start(out, data, tmp_path / "cache", f"loss.k={k}") for k in (2, 3)}
+    codes = {k: (p.wait(timeout=300), p.communicate()[0]) for k, p in procs.items()}
+    assert sorted(c for c, _ in codes.values()) == [0, 2], codes
+    winner = next(k for k, (c, _) in codes.items() if c == 0)
+    assert OmegaConf.load(out / ".hydra" / "config.yaml").loss.k == winner
+    assert f"loss.k={winner}" in OmegaConf.load(out / ".hydra" / "overrides.yaml")
+    assert json.loads((out / "settings.json").read_text())["settings"]["loss.k"] == winner
