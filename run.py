@@ -160,7 +160,7 @@ def segment(cfg: DictConfig, out: Path, dataset, extractor, method, post, writer
                         batch_size=extractor.batch_size, num_workers=cfg.num_workers, collate_fn=list,
                         pin_memory=extractor.device.type == "cuda")
     bar = tqdm(total=len(todo), desc=f"{dataset.name}", unit="img", dynamic_ncols=True)
-    batches = iter(loader)  # DataLoader workers start now, with the default handlers
+    batches = iter(loader)
     running = RunningMean(writer.rows)
     stop = rundir.STOP  # installed by main
     try:
@@ -189,7 +189,6 @@ def segment(cfg: DictConfig, out: Path, dataset, extractor, method, post, writer
         writer.close(summary)
     logger.log_summary(summary)
     return summary, stop.signum
-
 
 
 # ---------------------------------------------------------------- entry point

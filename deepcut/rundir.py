@@ -350,6 +350,13 @@ def forward_signals(sweep_dir: Path) -> None:
     STOP.install()
 
 
+def new_sweep(sweep_dir: Path) -> None:
+    """Forget what a previous sweep into the same directory left (continuing it runs every job again)."""
+    folder = Path(sweep_dir) / JOBS_DIR
+    for entry in folder.iterdir() if folder.is_dir() else []:
+        entry.unlink(missing_ok=True)
+
+
 def stop_requested(sweep_dir: Path) -> int:
     """The signal that stopped this process or its sweep (0: none)."""
     if STOP.signum:
@@ -390,7 +397,9 @@ class SweepReport(Callback):
     exit_code = 0
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        forward_signals(Path(str(config.hydra.sweep.dir)))
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        new_sweep(sweep_dir)
+        forward_signals(sweep_dir)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         end_workers()

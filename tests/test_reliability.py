@@ -892,3 +892,13 @@ def test_two_runs_with_different_settings_into_one_dir_at_once(clean, tmp_path):
     assert OmegaConf.load(out / ".hydra" / "config.yaml").loss.k == winner
     assert f"loss.k={winner}" in OmegaConf.load(out / ".hydra" / "overrides.yaml")
     assert json.loads((out / "settings.json").read_text())["settings"]["loss.k"] == winner
+
+
+def test_a_stopped_sweep_continued_in_its_directory_runs_again(tmp_path):
+    """The stop mark a signal leaves for the sweep's jobs not yet started is cleared by the next sweep."""
+    (tmp_path / rundir.JOBS_DIR).mkdir()
+    (tmp_path / rundir.JOBS_DIR / "stop").write_text(str(int(signal.SIGTERM)))
+    (tmp_path / rundir.JOBS_DIR / "12345").write_text("1")
+    assert rundir.stop_requested(tmp_path) == signal.SIGTERM
+    rundir.new_sweep(tmp_path)
+    assert rundir.stop_requested(tmp_path) == 0 and not list((tmp_path / rundir.JOBS_DIR).iterdir())
