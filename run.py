@@ -273,6 +273,7 @@ def main(cfg: DictConfig):
         log.error("job %s failed:\n%s", hc.job.num, reason)
     if code:
         rundir.write_error(out, code, reason)
+        return math.nan if cfg.get("objective") else None  # a sweeper (optuna) records a failed trial
     return value
 
 
