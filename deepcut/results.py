@@ -74,7 +74,7 @@ def _whole(row: dict[str, str]) -> bool:
     return all(isinstance(_value(k, v), (int, float)) for k, v in row.items() if v and k not in STRING_COLUMNS)
 
 
-def _read_raw(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+def read_raw(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     """Header and rows (cells as written) of a results.csv. A torn last line (the run was killed
     mid-write: no final newline) is dropped; so are rows of an id already seen."""
     path = Path(path)
@@ -92,12 +92,12 @@ def _read_raw(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 def read_rows(path: Path) -> list[dict]:
     """Per-image rows of a run as dicts holding only the cells that were written."""
-    return [{k: _value(k, v) for k, v in row.items() if v != ""} for row in _read_raw(path)[1]]
+    return [{k: _value(k, v) for k, v in row.items() if v != ""} for row in read_raw(path)[1]]
 
 
 def read_results(path: Path) -> pd.DataFrame:
     """Per-image rows of a run as a table (missing cells NaN); a torn last line is dropped."""
-    header, rows = _read_raw(path)
+    header, rows = read_raw(path)
     return pd.DataFrame([{k: _value(k, v) for k, v in r.items() if v != ""} for r in rows], columns=header or None)
 
 
@@ -121,7 +121,7 @@ class ResultsWriter:
         for stale in [*self.out.glob(".*.tmp"), *self.out.glob("*/.*.tmp")]:  # left by a killed run
             stale.unlink(missing_ok=True)
         self.csv_path = self.out / "results.csv"
-        header, kept = _read_raw(self.csv_path)
+        header, kept = read_raw(self.csv_path)
         kept = [r for r in kept if not r.get("error") and _whole(r)]
         columns = self.COLUMNS + [c for c in header if c not in self.COLUMNS]
         # Keep what survived, as written, in a new file renamed into place (a kill now loses nothing).

@@ -29,7 +29,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from deepcut.results import _read_raw, atomic_write_text
+from deepcut.results import read_raw, atomic_write_text
 from deepcut.validate import ConfigError, one_paragraph, writable_dir
 
 log = logging.getLogger("deepcut")
@@ -156,7 +156,7 @@ def check(out: Path, current: dict, dataset) -> None:
     out = Path(out)
     has_settings = (out / "settings.json").exists()
     stored = read_settings(out)
-    rows = _read_raw(out / "results.csv")[1]
+    rows = read_raw(out / "results.csv")[1]
     if stored is None and (rows or has_settings):
         raise ValueError(f"run directory {out} holds results but its settings.json is missing or unreadable, so the "
                          "settings they were computed with cannot be verified; give this run a new directory "
