@@ -63,7 +63,7 @@ def label_map(labels, size: tuple[int, int] | None = None, legend: bool = True,
     names = [names[i] if names is not None else ("background" if i == 0 else f"cluster {i}") for i in present]
     font_size = max(10, min(picture.height // max(len(present), 1) // 2, picture.height // 12, 24))
     font, pad = _font(font_size), font_size // 2
-    width = pad * 3 + font_size + max(int(font.getlength(n)) for n in names)
+    width = pad * 4 + font_size + max(int(font.getlength(n)) for n in names)
     out = Image.new("RGB", (picture.width + width, max(picture.height, (font_size + pad) * len(present) + pad)),
                     (255, 255, 255))
     out.paste(picture, (0, 0))
