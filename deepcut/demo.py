@@ -132,10 +132,11 @@ def segment(segmenters: Segmenters, path, method: str, loss: str, k: int, mode: 
     except Exception as err:  # noqa: BLE001 - shown on the page; the server log has the traceback
         log.exception("segmentation failed")
         return None, None, [], f"**Segmentation failed:** {type(err).__name__}: {one_paragraph(err, 400)}"
-    pictures = visualize.panels(image, out.labels, out.box, soft=out.soft, eigenvector=out.eigenvector,
+    soft = None if out.soft is None else out.soft[:out.n_clusters]  # channels past the labels: unused clusters
+    pictures = visualize.panels(image, out.labels, out.box, soft=soft, eigenvector=out.eigenvector,
                                 features=out.features, grid=out.grid, patch_labels=out.patch_labels)
     maps = [(pictures[f"soft_{i}"], f"S_{i}: soft assignment to {'background' if i == 0 else f'cluster {i}'}")
-            for i in range(len(out.soft) if out.soft is not None else 0)]
+            for i in range(len(soft) if soft is not None else 0)]
     if "eigenvector" in pictures:
         maps.append((pictures["eigenvector"], f"the eigenvector {method} cuts (red > 0 > blue)"))
     maps.append((pictures["affinity"], "cosine similarity of the outlined patch to every patch"))
@@ -191,10 +192,13 @@ def build(backbone: str | None = None):
                 overlay = gr.Image(label="Overlay and box", type="pil", format="png", interactive=False,
                                    elem_id="overlay")
                 status = gr.Markdown(elem_id="status")
-                labels = gr.Image(label="Clusters", type="pil", format="png", interactive=False, elem_id="labels")
+                labels = gr.Image(label="Clusters", type="pil", format="png", interactive=False, elem_id="labels",
+                                  buttons=[])  # no toolbar over the legend
                 maps = gr.Gallery(label="Soft assignment S / eigenvector, and one patch's affinity", columns=3,
                                   height=300, format="png", elem_id="maps")
         loss.change(lambda name: DEFAULT_K[name], loss, k)
+        method.change(lambda name: (gr.update(interactive=name == "deepcut"), gr.update(interactive=name == "deepcut"),
+                                    gr.update(interactive=name in ("deepcut", "kmeans"))), method, [loss, mode, k])
         # preprocess=False: the upload reaches read_photo as a file path, so a bad file gets our message.
         run.click(lambda payload, *rest: segment(segmenters, (payload or {}).get("path"), *rest),
                   [photo, method, loss, k, mode, bilateral], [overlay, labels, maps, status],

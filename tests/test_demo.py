@@ -87,7 +87,8 @@ def test_segment_returns_pictures_at_the_photo_size_and_caches_the_segmenter(tmp
     overlay, labels, maps, status = demo.segment(segmenters, str(photo), "deepcut", "ncut", 3, "single", False)
     assert overlay.size == (width, height) and labels.height == height
     captions = [caption.split(":")[0] for _, caption in maps]
-    assert captions[:3] == ["S_0", "S_1", "S_2"] and captions[-1] == "cosine similarity of the outlined patch to every patch"
+    n_clusters = int(status.split("**Clusters** ")[1].split()[0])
+    assert captions == [f"S_{i}" for i in range(n_clusters)] + ["cosine similarity of the outlined patch to every patch"]
     assert all(m.size == (width, height) for m, _ in maps)
     assert "**Time**" in status and "**Box**" in status and "loading the model" in status
     again = demo.segment(segmenters, str(photo), "deepcut", "ncut", 3, "single", False)[3]
@@ -161,7 +162,7 @@ def browser():
     options.binary_location = CHROMIUM
     profile = tempfile.mkdtemp(prefix="deepcut-chromium-")
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
                  f"--user-data-dir={profile}", "--window-size=1400,1500",
                  # Only this machine resolves: a request anywhere else fails (and is seen in the log).
                  "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"):
