@@ -6,9 +6,9 @@ edge weights and symmetric normalisation, ELU, then an MLP 64 -> 32 -> K with EL
 
 The graph and node features are fixed while a GNN trains, so the propagation A_hat X (A_hat =
 D^-1/2 W D^-1/2, paper's GCN) is computed once per image: a step costs two small matmuls instead
-of message passing over N^2 edges. Activations are kept transposed, (features, nodes): the first
-layer of an image's R GNNs is then one matmul against their stacked weights, every later layer a
-batched matmul over the B*R GNNs, all without a copy.
+of message passing over N^2 edges. The first layer of an image's R GNNs is one matmul against their
+weights side by side; the later layers are batched matmuls over the GNNs that read their blocks of
+it in place.
 
 Randomness is per image, never per batch, so a batch gives exactly the per-image results: image b
 has one seed; its R restarts are initialised from one draw, and each step draws the dropout masks
@@ -51,8 +51,7 @@ def stream_seed(seed: int, *parts) -> int:
 
 class GNNBatch(torch.nn.Module):
     """Parameters of B images x R restarts GNNs: one (B, R, P) tensor, each GNN's P numbers holding
-    its layers' weights, stored transposed (out, in) for the (features, nodes) activations, and
-    biases. P is padded to a multiple of 64, so the optimiser's vectorised update treats every
+    its layers' weights (in, out) and biases. P is padded to a multiple of 64, so the optimiser's vectorised update treats every
     image's numbers alike whatever B (a tensor's tail is updated by scalar code that rounds
     differently). Initialised on the CPU, so every device starts from the same parameters."""
 
@@ -61,14 +60,17 @@ class GNNBatch(torch.nn.Module):
         super().__init__()
         self.seeds, self.restarts, self.dropout = list(seeds), restarts, dropout
         self.device = torch.device(device)
-        # (out, in) of the GCN layer and the MLP's two layers; GCN: glorot weight, zero bias (PyG's
-        # GCNConv), MLP: nn.Linear's default U(+-1/sqrt(fan_in)) for weight and bias.
+        # (in, out) of the GCN layer (its bias as an extra row: the GNN's input gets a column of
+        # ones, so the bias comes with the matmul) and the MLP's two layers. GCN: glorot weight,
+        # zero bias (PyG's GCNConv); MLP: nn.Linear's default U(+-1/sqrt(fan_in)), weight and bias.
         glorot, mlp1, mlp2 = math.sqrt(6.0 / (in_dim + hidden)), 1 / math.sqrt(hidden), 1 / math.sqrt(mlp_hidden)
-        self.shapes = [(hidden, in_dim), (hidden, 1), (mlp_hidden, hidden), (mlp_hidden, 1), (k, mlp_hidden), (k, 1)]
-        bounds = [glorot, 0.0, mlp1, mlp1, mlp2, mlp2]
-        sizes = [math.prod(shape) for shape in self.shapes]
+        self.shapes = [(in_dim + 1, hidden), (hidden, mlp_hidden), (1, mlp_hidden), (mlp_hidden, k), (1, k)]
+        gcn = torch.full((in_dim + 1, hidden), glorot)
+        gcn[-1] = 0.0
+        bounds = [gcn.flatten()] + [torch.full((math.prod(shape),), b) for shape, b in zip(self.shapes[1:], (mlp1, mlp1, mlp2, mlp2))]
+        sizes = [len(b) for b in bounds]
         size = -(-sum(sizes) // 64) * 64
-        bound = torch.cat([torch.full((n,), b) for n, b in zip(sizes, bounds)] + [torch.zeros(size - sum(sizes))])
+        bound = torch.cat(bounds + [torch.zeros(size - sum(sizes))])
         draws = torch.stack([torch.rand((restarts, size), generator=torch.Generator().manual_seed(stream_seed(s, "init")))
                              for s in seeds])  # (B, R, P): one draw per image
         self.flat = torch.nn.Parameter(((draws * 2 - 1) * bound).to(self.device))
@@ -79,26 +81,33 @@ class GNNBatch(torch.nn.Module):
         self.step = 0
 
     def layers(self, flat: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """Views (B, R, out, in) of w1, b1, w2, b2, w3, b3 into the (B, R, P) parameters."""
-        flat = self.flat if flat is None else flat
-        return [flat[..., a:z].unflatten(-1, shape) for a, z, shape in zip(self.offsets, self.offsets[1:], self.shapes)]
+        """(B, R, in, out) w1 (with its bias row), w2, b2, w3, b3 from the (B, R, P) parameters."""
+        return _Layers.apply(self.flat if flat is None else flat, self.offsets, self.shapes)
 
-    def forward(self, axt: torch.Tensor, flat: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, C, N) transposed propagated features (A_hat X)^T -> (B, R, N, K) soft assignments S
-        (of the given parameters, else the module's). In training mode each call is one step and
-        draws its dropout masks."""
-        w1, b1, w2, b2, w3, b3 = self.layers(flat)
-        b, r, h, c = w1.shape
-        n = axt.shape[-1]
-        x = F.elu(torch.baddbmm(b1.reshape(b, r * h, 1), w1.reshape(b, r * h, c), axt))  # (B, R*H, N)
-        x = F.elu(torch.baddbmm(b2.flatten(0, 1), w2.flatten(0, 1), x.view(b * r, h, n)))  # (B*R, M, N)
+    @staticmethod
+    def inputs(ax: torch.Tensor) -> torch.Tensor:
+        """(B, N, C) propagated features A_hat X -> the GNNs' input (B, N, C + 1): a column of
+        ones appended for the first layer's bias."""
+        return torch.cat([ax, ax.new_ones(*ax.shape[:-1], 1)], dim=-1)
+
+    def forward(self, inputs: torch.Tensor, flat: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, N, C + 1) `inputs(A_hat X)` -> (B, R, N, K) soft assignments S (of the given
+        parameters, else the module's). In training mode each call is one step and draws its
+        dropout masks."""
+        w1, w2, b2, w3, b3 = self.layers(flat)
+        b, r, c, h = w1.shape
+        n = inputs.shape[-2]
+        # First layer of an image's R GNNs: one matmul against their weights side by side, (B, N, R*H).
+        # ELUs in place: their backward then needs only their output (no exp).
+        x = F.elu(inputs @ w1.permute(0, 2, 1, 3).reshape(b, c, r * h), inplace=True)
+        # Second layer per image: restart r's (N, H) block of that output is a strided matrix, no copy.
+        x = [torch.baddbmm(b2[i], xi.view(n, r, h).transpose(0, 1), w2[i]) for i, xi in enumerate(x.unbind(0))]
+        x = F.elu(x[0] if b == 1 else torch.cat(x), inplace=True)  # (B*R, N, M)
         if self.training and self.dropout > 0:
             x = x * self._masks(x.shape[1:]).to(x.dtype)
             self.step += 1
-        logits = torch.baddbmm(b3.flatten(0, 1), w3.flatten(0, 1), x)  # (B*R, K, N)
-        # Softmax of each node's K logits on its own (a softmax across a dim of other sizes would
-        # round differently by batch size, breaking batch = one image at a time).
-        return torch.softmax(logits.transpose(1, 2), dim=-1).view(b, r, n, -1)
+        logits = torch.baddbmm(b3.flatten(0, 1), x, w3.flatten(0, 1))  # (B*R, N, K)
+        return torch.softmax(logits, dim=-1).view(b, r, n, -1)
 
     def _masks(self, shape) -> torch.Tensor:
         """(B*R, M, N) dropout scales (0 or 1/(1-p)): one draw of 16-bit integers per image."""
@@ -108,5 +117,20 @@ class GNNBatch(torch.nn.Module):
             self.generator.manual_seed(stream_seed(seed, "dropout", self.step))
             bits = torch.empty((count + 3) // 4, dtype=torch.int64, device=self.device).random_(-2**63, None, generator=self.generator)  # all 64 bits
             masks.append(bits.view(torch.int16)[:count] >= self.keep_from)
-        keep = torch.stack(masks).view(-1, *shape)
-        return torch.where(keep, 1 / (1 - self.dropout), 0.0)
+        return torch.stack(masks).view(-1, *shape).float().mul_(1 / (1 - self.dropout))
+
+
+class _Layers(torch.autograd.Function):
+    """Views of the layers in the flat parameters. Backward writes their gradients into one flat
+    gradient in one go (autograd would zero-fill and add a full-size buffer per view)."""
+
+    @staticmethod
+    def forward(ctx, flat, offsets, shapes):
+        ctx.size = flat.shape[-1] - offsets[-1]
+        return tuple(flat[..., a:z].unflatten(-1, shape) for a, z, shape in zip(offsets, offsets[1:], shapes))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        lead = grads[0].shape[:2]
+        pad = grads[0].new_zeros(*lead, ctx.size)
+        return torch.cat([g.reshape(*lead, -1) for g in grads] + [pad], dim=-1), None, None

@@ -125,8 +125,8 @@ def fit(w: torch.Tensor, ax: torch.Tensor, degree: torch.Tensor, seeds: list[int
     def losses(s: torch.Tensor) -> torch.Tensor:  # (B, R, N, K) -> (B, R)
         return loss_of(s, shared, degree, ortho_weight)
 
-    axt = ax.transpose(-1, -2).contiguous()  # (B, C, N)
     model = GNNBatch(seeds, r, c, k, gnn.hidden, gnn.mlp_hidden, gnn.dropout, device=ax.device)
+    inputs = model.inputs(ax)
     optimiser = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay, fused=True)
     steps = torch.full((b, r), opt.steps, device=ax.device)
     if opt.tol is not None:
@@ -136,7 +136,7 @@ def fit(w: torch.Tensor, ax: torch.Tensor, degree: torch.Tensor, seeds: list[int
         kept = model.flat.detach().clone()  # the parameters of each GNN as it stopped
     model.train()
     for step in range(opt.steps):
-        train_losses = losses(model(axt))
+        train_losses = losses(model(inputs))
         optimiser.zero_grad(set_to_none=True)
         train_losses.sum().backward()  # GNNs share no parameters: the sum's gradient is each one's own
         optimiser.step()
@@ -157,7 +157,7 @@ def fit(w: torch.Tensor, ax: torch.Tensor, degree: torch.Tensor, seeds: list[int
         params = None if opt.tol is None else torch.where(done[..., None], kept, model.flat)
         if opt.tol is not None:
             steps = torch.where(done, steps, step + 1)
-        s = model(axt, params)
+        s = model(inputs, params)
         final = losses(s)
     if not torch.isfinite(final).all():  # NaN/Inf features or a broken graph: fail, don't guess
         raise FloatingPointError(f"non-finite {loss} loss")

@@ -36,10 +36,13 @@ def test_ncut_three_groups_with_k3():
     truth = blob_grid()
     truth[7:9, 6:11] = 2
     f = grouped_features(truth, torch.eye(16)[:3] * 3)
-    out = DeepCut(loss="ncut", k=3, optimisation=Optimisation(steps=100, lr=1e-2))(f, truth.shape, seed=0)
-    # Same partition as the truth (background is 0 in both; the two objects may swap ids).
-    assert torch.equal(out == 0, truth == 0)
-    assert len({(int(a), int(b)) for a, b in zip(out.flatten(), truth.flatten())}) == 3
+    # One GNN finds it from about 2 of 3 initialisations (K = 3 has local minima): the restart of
+    # lowest loss among 8 does, for every seed.
+    for seed in range(3):
+        out = DeepCut(loss="ncut", k=3, optimisation=Optimisation(steps=100, lr=1e-2, restarts=8))(f, truth.shape, seed=seed)
+        # Same partition as the truth (background is 0 in both; the two objects may swap ids).
+        assert torch.equal(out == 0, truth == 0)
+        assert len({(int(a), int(b)) for a, b in zip(out.flatten(), truth.flatten())}) == 3
 
 
 def test_cc_finds_three_clusters_with_kmax_10():
