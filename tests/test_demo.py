@@ -98,6 +98,17 @@ def test_segment_returns_pictures_at_the_photo_size_and_caches_the_segmenter(tmp
     assert [c.split(" ")[1] for _, c in maps][0] == "eigenvector" and "shape DeepCut only" in status
 
 
+def test_segment_runs_every_method_and_setting_the_page_offers():
+    segmenters = demo.Segmenters("tiny_random", size=2)
+    photo = str(PHOTOS["rocket"])
+    width, height = Image.open(photo).size
+    for args in [(m, "ncut", 2, "single", False) for m in demo.METHODS if m != "deepcut"] + [
+            ("deepcut", "cc", 10, "single", False), ("deepcut", "ncut", 3, "parts", True)]:
+        overlay, labels, maps, status = demo.segment(segmenters, photo, *args)
+        assert overlay is not None and overlay.size == (width, height), (args, status)
+        assert status.startswith("**Time**") and maps, (args, status)
+
+
 def test_segment_turns_every_failure_into_a_message(tmp_path):
     segmenters = demo.Segmenters("tiny_random")
     text = tmp_path / "x.jpg"
