@@ -213,12 +213,7 @@ class DeepCut:
         out = []
         for b in range(len(ids)):
             if self.optimisation.combine == "vote":
-                # Each restart's foreground by the border rule; a patch is foreground for most of them.
-                restarts = [relabel_background_first(i.view(grid)).flatten() for i in ids[b]]
-                labels = (torch.stack([lab > 0 for lab in restarts]).float().mean(dim=0) > 0.5).long()
-                background = torch.stack([p[:, i[lab == 0][0]] for p, i, lab in zip(probs[b], ids[b], restarts)])
-                foreground = 1 - background.mean(dim=0)
-                channels = torch.stack([1 - foreground, foreground])  # (2, N)
+                labels, channels = vote(probs[b], grid)
             else:  # the restart with the lowest (eval-mode) loss
                 r = result.losses[b].argmin()
                 labels = relabel_background_first(ids[b, r].view(grid)).flatten()
@@ -270,6 +265,19 @@ class DeepCut:
         values = torch.unique(torch.cat([torch.zeros(1, dtype=parts.dtype, device=parts.device), parts]))
         labels = torch.searchsorted(values, parts)
         return labels, in_label_order(probs, parts, labels)
+
+
+def vote(soft: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(R, N, K) eval-mode soft assignments of an image's restarts -> (N,) foreground-majority labels
+    and their (2, N) soft assignment. Each restart's foreground is its non-background clusters (the
+    border rule); a patch is foreground for most restarts; channel 1 is the restarts' mean
+    foreground probability (1 - that of each one's background cluster), channel 0 its complement."""
+    ids = soft.argmax(dim=-1)
+    restarts = [relabel_background_first(i.view(grid)).flatten() for i in ids]
+    labels = (torch.stack([lab > 0 for lab in restarts]).float().mean(dim=0) > 0.5).long()
+    background = torch.stack([p[:, i[lab == 0][0]] for p, i, lab in zip(soft, ids, restarts)])
+    foreground = 1 - background.mean(dim=0)
+    return labels, torch.stack([1 - foreground, foreground])
 
 
 def in_label_order(probs: torch.Tensor, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -30,6 +30,35 @@ def test_settings_compose_the_project_configs_on_top_of_the_paper_recipe():
         assert not bench.is_paper_setting(bench.compose_config(overrides)), overrides
 
 
+def test_targets_are_data_judged_at_paper_settings_only():
+    bench = load_script()
+    for spec in bench.TARGETS:
+        assert ("max" in spec) != ("min" in spec) and spec["unit"] in bench.FORMATS and ("value" in spec) != ("cell" in spec)
+    stage = lambda metric, median: {"section": "stages", "setting": "given", "metric": metric, "median": median}  # noqa: E731
+    rows = pd.DataFrame([stage("method", 0.05), stage("backbone", 0.4), stage("end_to_end", 0.6),
+                         {"section": "default", "setting": bench.DEFAULT_SETTING, "metric": "method", "median": 0.12}])
+    scaling = [{"n": 4761, "graph": "dense", "method_s": 2.0, "peak_rss_gib": 0.5}]
+    checks = {c["target"]: c for c in bench.targets(rows, scaling, paper=True)}
+    assert checks["paper: GNN stage (graph + GNN + labels) per image"]["status"] == "PASS"  # 0.05 <= 0.08
+    assert checks["paper: GNN stage / backbone forward"]["measured"] == "12.5%"
+    assert checks["paper: end-to-end / backbone forward"]["status"] == "MISS"  # 1.5x > 1.3x
+    assert checks["default config: GNN stage / backbone forward (issue 17)"]["measured"] == "30.0%"
+    assert checks["default config: GNN stage / backbone forward (issue 17)"]["status"] == "MISS"
+    assert checks["stride 4 (N = 4761): GNN stage"]["status"] == "MISS"
+    assert checks["stride 4 (N = 4761): peak RSS increase"]["status"] == "PASS"
+    assert checks["cache: warm sweep point vs cold, per image"]["status"] == "n/a"  # not measured
+    assert {c["status"] for c in bench.targets(rows, scaling, paper=False)} <= {"n/a", "INFO"}
+
+
+def test_default_output_is_a_new_ignored_folder():
+    bench = load_script()
+    out = bench.default_out()
+    assert out.parent == REPO / "outputs" / "benchmark" and not out.exists()
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(out / "results.md")], cwd=REPO)
+    assert ignored.returncode == 0  # git-ignored: a run leaves the working tree clean
+    assert not (REPO / "experiments" / "benchmark" / "results.md").exists()  # no tracked results to overwrite
+
+
 @pytest.mark.slow
 def test_quick_run_writes_its_tables(tmp_path):
     out = tmp_path / "bench"

@@ -1,0 +1,201 @@
+"""DeepCut's GNN stage side by side with the original code (SAMPL-Weizmann/DeepCut), on identical
+features in one process, interleaved, with the ViT-S/8 forward of the paper's settings for scale.
+
+The original needs torch_geometric, which is no dependency of this project: run this script from a
+throwaway environment that has it, next to a checkout of the original repository, e.g.
+
+    python -m venv --system-site-packages /tmp/pygvenv          # then make the project's venv visible:
+    echo /work/main/.venv/lib/python3.11/site-packages > /tmp/pygvenv/lib/python3.11/site-packages/project.pth
+    /tmp/pygvenv/bin/pip install -c constraints.txt torch_geometric
+    git clone https://github.com/SAMPL-Weizmann/DeepCut /tmp/deepcut_original
+    /tmp/pygvenv/bin/python experiments/bench_original.py --original /tmp/deepcut_original
+
+What is timed, per image (wall seconds, median over --repeats interleaved rounds):
+  original   its segment.py's per-image work from features to labels: util.create_adj (paper eq. 5-6),
+             util.load_data + torch_geometric Data (edge list of W > 0), GNNpool re-initialised from
+             a saved state (an in-memory copy, not its model.pt file), 10 AdamW steps of its N-cut
+             loss, argmax. Its image loading, ViT and post-processing are not included.
+  paper      this project's DeepCut with the paper's recipe (graph=paper optimizer=paper), one image.
+  default    the default configuration (graph=default optimizer=default), one image;
+  default_r16  the same with 16 restarts (the default before issue 17).
+  vit        the random-weight ViT-S/8 forward (vit_small_patch8_224, 280 px, stride 8: N = 1225)
+             of one image, the scale the issue's "GNN stage <= 25% of the forward" refers to.
+The features are the random-weight ViT-S/8's last-layer keys of one photo (scikit-image's
+astronaut), at stride 8 (N = 1225) and stride 4 (N = 4761): the same tensor goes to every method.
+The original's util.py imports numba and cv2 at the top for functions not timed here; when they are
+not installed, stand-ins are registered so that it imports.
+
+Writes results.md and results.csv to --out (default: outputs/bench_original/<date_time>).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import os
+import platform
+import statistics
+import sys
+import time
+import types
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from hydra.utils import instantiate  # noqa: E402
+
+from deepcut.api import compose_config  # noqa: E402
+from deepcut.loggers import git_state  # noqa: E402
+from deepcut.pipeline import Extractor  # noqa: E402
+
+PAPER_BACKBONE = ["backbone=dino_vits8", "backbone.weights=random", "backbone.resolution=280"]
+SETTINGS = {"paper": ["graph=paper", "optimizer=paper"], "default": [], "default_r16": ["optimizer.restarts=16"]}
+
+
+def load_original(path: Path):
+    """The original's util and gnn_pool modules (stand-ins for numba/cv2 when absent)."""
+    for name in ("numba", "cv2"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            stub = types.ModuleType(name)
+            stub.njit = lambda *a, **k: (lambda f: f)  # numba.njit(...) decorates discr_ncut, unused here
+            sys.modules[name] = stub
+    sys.path.insert(0, str(path))
+    return importlib.import_module("util"), importlib.import_module("gnn_pool")
+
+
+class Original:
+    """The original's per-image loop body (segment.py, mode 0, N-cut) on given features."""
+
+    def __init__(self, path: Path, steps: int = 10):
+        self.util, gnn_pool = load_original(path)
+        from torch_geometric.data import Data
+        self.data_class = Data
+        self.model = gnn_pool.GNNpool(384, 64, 32, 2, "cpu")
+        self.state = {k: v.clone() for k, v in self.model.state_dict().items()}
+        self.steps = steps
+
+    def __call__(self, features: torch.Tensor) -> torch.Tensor:
+        f = features.numpy()
+        w = self.util.create_adj(f, 0, 3)
+        node_feats, edge_index, edge_weight = self.util.load_data(w, f)
+        data = self.data_class(node_feats, edge_index, edge_weight)
+        self.model.load_state_dict(self.state)
+        self.model.train()
+        opt = torch.optim.AdamW(self.model.parameters(), lr=0.001)
+        for _ in range(self.steps):
+            opt.zero_grad()
+            a, s = self.model(data, torch.from_numpy(w))
+            loss = self.model.loss(a, s)
+            loss.backward()
+            opt.step()
+        return torch.argmax(s.detach(), dim=-1)
+
+
+def features_at(stride: int) -> tuple[torch.Tensor, tuple[int, int], Extractor]:
+    import skimage.data
+    from PIL import Image
+    backbone = compose_config("deepcut", PAPER_BACKBONE).backbone
+    extractor = Extractor(**{**backbone, "stride": stride}, device="cpu")
+    image = extractor.preprocess(Image.fromarray(skimage.data.astronaut()))
+    (features, grid), = extractor([image])
+    return features, grid, extractor
+
+
+def timed(fn) -> tuple[float, float]:
+    """(wall, process CPU) seconds of fn(). With one thread the CPU time is the work itself; the
+    wall time also holds the waits for a core on a shared machine."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--original", type=Path, required=True, help="checkout of SAMPL-Weizmann/DeepCut")
+    p.add_argument("--strides", type=lambda s: [int(x) for x in s.split(",")], default=[8, 4])
+    p.add_argument("--repeats", type=int, default=5, help="interleaved rounds at N = 1225")
+    p.add_argument("--large-repeats", type=int, default=1, help="rounds above N = 2000 (the original takes minutes)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads (1: on a shared machine, threads of one op otherwise wait for each other)")
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out = args.out or REPO / "outputs" / "bench_original" / datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    out.mkdir(parents=True, exist_ok=True)
+    original = Original(args.original)
+    methods = {name: instantiate(compose_config("deepcut", PAPER_BACKBONE + overrides).method)
+               for name, overrides in SETTINGS.items()}
+    rows, load0 = [], os.getloadavg()
+    for stride in args.strides:
+        features, grid, extractor = features_at(stride)
+        n = features.shape[0]
+        image = torch.randn(1, 3, 280, 280)
+        runs = {
+            "original": lambda: original(features),
+            "paper": lambda: methods["paper"].batch(features[None], grid, [0]),
+            "default": lambda: methods["default"].batch(features[None], grid, [0]),
+            "default_r16": lambda: methods["default_r16"].batch(features[None], grid, [0]),
+        }
+        if stride == 8:  # the paper's forward, the issue's scale
+            runs["vit"] = lambda: extractor([image[0]])
+        for fn in runs.values():  # warm-up (and the original's first-call imports)
+            if n < 2000:
+                fn()
+        times = {name: [] for name in runs}
+        for r in range(args.repeats if n < 2000 else args.large_repeats):
+            for name, fn in runs.items():
+                try:
+                    times[name].append(timed(fn))
+                except (RuntimeError, MemoryError) as e:
+                    print(f"N = {n} {name}: failed: {type(e).__name__}: {str(e).splitlines()[0][:120]}", flush=True)
+                    times[name].append((float("nan"), float("nan")))
+            print(f"N = {n} round {r + 1}: " + ", ".join(f"{k} {v[-1][0]:.3f} s (CPU {v[-1][1]:.3f})" for k, v in times.items()),
+                  flush=True)
+        for name, values in times.items():
+            wall, cpu = [v[0] for v in values], [v[1] for v in values]
+            rows.append({"n": n, "grid": f"{grid[0]}x{grid[1]}", "method": name, "median_s": statistics.median(wall),
+                         "min_s": min(wall), "max_s": max(wall), "median_cpu_s": statistics.median(cpu),
+                         "min_cpu_s": min(cpu), "repeats": len(values)})
+    frame = pd.DataFrame(rows)
+    frame.to_csv(out / "results.csv", index=False)
+    git = git_state(REPO)
+    lines = ["# DeepCut GNN stage vs the original code, side by side", "",
+             f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
+             f"- command: python experiments/bench_original.py {' '.join(argv if argv is not None else sys.argv[1:])}",
+             f"- commit: {git['commit']}{' + uncommitted changes' if git['dirty'] else ''}",
+             f"- original: SAMPL-Weizmann/DeepCut at {args.original}",
+             f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+             f"{torch.get_num_threads()} threads; load average start {tuple(round(x, 2) for x in load0)}, "
+             f"end {tuple(round(x, 2) for x in os.getloadavg())}", "",
+             "Seconds per image, median of interleaved rounds (CPU: the process's CPU time, the work "
+             "itself with one thread; wall: also the waits for a core); ratios of medians. default: the "
+             "configs' default (graph=default optimizer=default); default_r16: the same with 16 restarts.", ""]
+    for clock, column in (("CPU", "median_cpu_s"), ("wall", "median_s")):
+        lines += [f"{clock} time:", "",
+                  "| N | original | paper recipe | original / paper | default | original / default | default / ViT-S/8 forward "
+                  "| default_r16 | default_r16 / forward | ViT-S/8 forward |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for n, g in frame.groupby("n"):
+            m = g.set_index("method")[column]
+            vit = m.get("vit")
+            share = (lambda v: "-") if vit is None else (lambda v: f"{v / vit:.0%}")
+            lines.append(f"| {n} | {m['original']:.3f} | {m['paper']:.4f} | {m['original'] / m['paper']:.0f}x | "
+                         f"{m['default']:.4f} | {m['original'] / m['default']:.0f}x | {share(m['default'])} | "
+                         f"{m['default_r16']:.4f} | {share(m['default_r16'])} | {'-' if vit is None else f'{vit:.3f}'} |")
+        lines.append("")
+    lines += ["Every method:", "", "| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row) + " |"
+              for row in frame.itertuples(index=False)]
+    text = "\n".join(lines) + "\n"
+    (out / "results.md").write_text(text)
+    print(text, flush=True)
+    print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()
