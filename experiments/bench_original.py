@@ -17,7 +17,9 @@ What is timed, per image (wall seconds, median over --repeats interleaved rounds
              loss, argmax. Its image loading, ViT and post-processing are not included.
   paper      this project's DeepCut with the paper's recipe (graph=paper optimizer=paper), one image.
   default    the default configuration (graph=default optimizer=default), one image;
-  default_r16  the same with 16 restarts (the default before issue 17).
+  default_r16  the same with 16 restarts;
+  *_batch    paper / default on a batch of --batch images (the same features, other seeds), as
+             run.py trains same-grid images together; per image = batch time / --batch.
   vit        the random-weight ViT-S/8 forward (vit_small_patch8_224, 280 px, stride 8: N = 1225)
              of one image, the scale the issue's "GNN stage <= 25% of the forward" refers to.
 The features are the random-weight ViT-S/8's last-layer keys of one photo (scikit-image's
@@ -137,6 +139,7 @@ def main(argv=None) -> None:
     p.add_argument("--large-repeats", type=int, default=1, help="rounds above N = 2000 (the original takes minutes)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch intra-op threads (1: on a shared machine, threads of one op otherwise wait for each other)")
+    p.add_argument("--batch", type=int, default=8, help="images per batch of the *_batch rows (run.py: backbone.batch_size)")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -156,6 +159,11 @@ def main(argv=None) -> None:
             "default": lambda: methods["default"].batch(features[None], grid, [0]),
             "default_r16": lambda: methods["default_r16"].batch(features[None], grid, [0]),
         }
+        if n < 2000:  # as run.py runs them: same-grid images train as one batch (per image: / batch)
+            batch = features[None].expand(args.batch, -1, -1)
+            seeds = list(range(args.batch))
+            runs["paper_batch"] = lambda: methods["paper"].batch(batch, grid, seeds)
+            runs["default_batch"] = lambda: methods["default"].batch(batch, grid, seeds)
         if stride == 8:  # the paper's forward, the issue's scale
             runs["vit"] = lambda: extractor([image[0]])
         need = original.memory_estimate(features)
@@ -178,7 +186,8 @@ def main(argv=None) -> None:
             print(f"N = {n} round {r + 1}: " + ", ".join(f"{k} {v[-1][0]:.3f} s (CPU {v[-1][1]:.3f})" for k, v in times.items()),
                   flush=True)
         for name, values in times.items():
-            wall, cpu = [v[0] for v in values], [v[1] for v in values]
+            per = args.batch if name.endswith("_batch") else 1
+            wall, cpu = [v[0] / per for v in values], [v[1] / per for v in values]
             rows.append({"n": n, "grid": f"{grid[0]}x{grid[1]}", "method": name, "median_s": statistics.median(wall),
                          "min_s": min(wall), "max_s": max(wall), "median_cpu_s": statistics.median(cpu),
                          "min_cpu_s": min(cpu), "repeats": len(values)})
@@ -199,14 +208,18 @@ def main(argv=None) -> None:
     for clock, column in (("CPU", "median_cpu_s"), ("wall", "median_s")):
         lines += [f"{clock} time:", "",
                   "| N | original | paper recipe | original / paper | default | original / default | default / ViT-S/8 forward "
-                  "| default_r16 | default_r16 / forward | ViT-S/8 forward |", "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| default_r16 | default_r16 / forward | ViT-S/8 forward | paper, batch | original / paper, batch "
+                  "| default, batch | default, batch / forward |", "|" + "---|" * 14]
         for n, g in frame.groupby("n"):
-            m = g.set_index("method")[column].reindex(["original", "paper", "default", "default_r16", "vit"])
+            m = g.set_index("method")[column].reindex(["original", "paper", "default", "default_r16", "vit",
+                                                       "paper_batch", "default_batch"])
             vit = None if m.isna()["vit"] else m["vit"]
             share = (lambda v: "-") if vit is None else (lambda v: f"{v / vit:.0%}")
             lines.append(f"| {n} | {m['original']:.3f} | {m['paper']:.4f} | {m['original'] / m['paper']:.0f}x | "
                          f"{m['default']:.4f} | {m['original'] / m['default']:.0f}x | {share(m['default'])} | "
-                         f"{m['default_r16']:.4f} | {share(m['default_r16'])} | {'-' if vit is None else f'{vit:.3f}'} |")
+                         f"{m['default_r16']:.4f} | {share(m['default_r16'])} | {'-' if vit is None else f'{vit:.3f}'} | "
+                         f"{m['paper_batch']:.4f} | {m['original'] / m['paper_batch']:.0f}x | {m['default_batch']:.4f} | "
+                         f"{share(m['default_batch'])} |")
         lines.append("")
     lines += [f"- {note}" for note in notes] + ([""] if notes else [])
     lines += ["Every method:", "", "| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
