@@ -19,149 +19,39 @@ import math
 import os
 import signal
 import sys
-import time
 import traceback
 from pathlib import Path
 
 import hydra
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException, InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from deepcut import rundir
+from deepcut.api import segmenter_from_config
 from deepcut.cache import FeatureCache
-from deepcut.graph import prepare_features
-from deepcut.pipeline import Extractor, Postprocess, bound, image_metrics, run_method
 from deepcut.results import ResultsWriter, read_rows, summarize_run
-from deepcut.segment import derive_seed
 from deepcut.validate import ConfigError, one_paragraph, validate
 
 log = logging.getLogger("deepcut")
 
-MAX_PIXELS = 4096 * 4096  # default of max_pixels (configs/config.yaml): bigger images are downscaled first
 
-# ---------------------------------------------------------------- loading
-
-
-def reason(error: BaseException) -> str:
-    return f"{type(error).__name__}: {one_paragraph(error, 500)}".replace("\n", " ")
-
-
-class Loaded(Dataset):
-    """Decodes and preprocesses in DataLoader workers; a bad file becomes a row, not a crash.
-    Items: (sample, tensor, None, note) or (id, None, error, None)."""
-
-    def __init__(self, dataset, indices, preprocess, max_pixels: int | None = None):
-        self.dataset, self.indices, self.preprocess, self.max_pixels = dataset, indices, preprocess, max_pixels
-
-    def __len__(self):
-        return len(self.indices)
-
-    def __getitem__(self, i):
-        index = self.indices[i]
-        try:
-            sample, note = bound(self.dataset[index], self.max_pixels)
-            return sample, self.preprocess(sample.image), None, note
-        except Exception as e:  # noqa: BLE001 - any unreadable input is recorded and skipped
-            return self.dataset.ids[index], None, reason(e), None
-
-
-# ---------------------------------------------------------------- processing
-
-
-def isolate(fn, *lists) -> list:
-    """``fn(*lists)`` (a list, one item per element); if that fails, ``fn`` per element, so only
-    the elements that fail get their exception in place of a result."""
-    if not lists[0]:
-        return []
-    try:
-        return list(fn(*lists))
-    except Exception:  # noqa: BLE001 - find the element that breaks the batch
-        out = []
-        for j in range(len(lists[0])):
-            try:
-                out.append(fn(*[items[j:j + 1] for items in lists])[0])
-            except Exception as e:  # noqa: BLE001
-                out.append(e)
-        return out
-
-
-def process(batch, extractor, method, post, cfg):
-    """Yield (row, (image, labels, mask, box)) per image of a loaded batch; an image that cannot be
-    processed (unreadable, non-finite features, a failing method) yields (error row, ())."""
-    start = time.perf_counter()
-    for sid, _, error, _ in (b for b in batch if b[2] is not None):
-        yield {"id": sid, "error": error}, ()
-    good = [b for b in batch if b[2] is None]
-    if not good:
-        return
-    samples, notes = [b[0] for b in good], [b[3] for b in good]
-    features = isolate(extractor, [b[1] for b in good])
-    for i, f in enumerate(features):
-        if not isinstance(f, Exception) and not torch.isfinite(f[0]).all():
-            features[i] = FloatingPointError("non-finite backbone features (NaN or Inf)")
-        elif not isinstance(f, Exception) and cfg.graph.center and not hasattr(method, "batch"):
-            features[i] = (prepare_features(f[0], center=True), f[1])  # peers see the same centred features
-    seeds = [derive_seed(cfg.seed, s.id) for s in samples]
-    ok = [i for i, f in enumerate(features) if not isinstance(f, Exception)]
-    labels: list = list(features)  # the exceptions stay in place
-    for i, lab in zip(ok, isolate(lambda f, s: run_method(method, f, s), [features[i] for i in ok], [seeds[i] for i in ok])):
-        labels[i] = lab
-    per_image = (time.perf_counter() - start) / len(batch)
-    for sample, lab, note in zip(samples, labels, notes):
-        extra = {"note": note} if note else {}
-        try:
-            if isinstance(lab, Exception):
-                raise lab
-            full, mask, box = post(lab, sample.image)
-            # Every patch in one cluster: a legitimate (empty or full) mask, evaluated and counted.
-            row = {"id": sample.id, **extra, "degenerate": bool(lab.unique().numel() == 1),
-                   **image_metrics(sample, full, mask, box), "time_s": per_image}
-            yield row, (sample.image, full, mask, box)
-        except Exception as e:  # noqa: BLE001
-            yield {"id": sample.id, "error": reason(e), **extra}, ()
-
-
-class RunningMean:
-    """The progress bar's running IoU / CorLoc, updated per row (not recomputed over all rows
-    after every batch, which grows quadratically over a 20k-image run)."""
-    KEYS = ("iou", "corloc")
-
-    def __init__(self, rows: list[dict]):
-        self.sums, self.counts = dict.fromkeys(self.KEYS, 0.0), dict.fromkeys(self.KEYS, 0)
-        for row in rows:
-            self.add(row)
-
-    def add(self, row: dict) -> None:
-        for k in self.KEYS:
-            v = row.get(k)
-            if v is not None and not (isinstance(v, float) and math.isnan(v)):
-                self.sums[k] += float(v)
-                self.counts[k] += 1
-
-    def postfix(self) -> dict:
-        scale = {"iou": 1, "corloc": 100}
-        return {k: f"{scale[k] * self.sums[k] / self.counts[k]:.3f}" for k in self.KEYS if self.counts[k]}
-
-
-def segment(cfg: DictConfig, out: Path, dataset, extractor, method, post, writer, logger) -> tuple[dict, int]:
+def segment(cfg: DictConfig, out: Path, dataset, segmenter, writer, logger) -> tuple[dict, int]:
     """Process every image not done yet; the summary (also written when stopped or failing) and the
     number of the signal that stopped the run (0: it ran to the end)."""
     todo = [i for i, sid in enumerate(dataset.ids) if sid not in writer.done]
     if len(todo) < len(dataset):
         log.info("resuming %s: %d of %d images already done", out, len(dataset) - len(todo), len(dataset))
-    loader = DataLoader(Loaded(dataset, todo, extractor.preprocess, cfg.get("max_pixels", MAX_PIXELS)),
-                        batch_size=extractor.batch_size, num_workers=cfg.num_workers, collate_fn=list,
-                        pin_memory=extractor.device.type == "cuda")
+    loader = DataLoader(segmenter.loading(dataset, todo), batch_size=segmenter.extractor.batch_size,
+                        num_workers=cfg.num_workers, collate_fn=list,
+                        pin_memory=segmenter.extractor.device.type == "cuda")
     bar = tqdm(total=len(todo), desc=f"{dataset.name}", unit="img", dynamic_ncols=True)
-    batches = iter(loader)
-    running = RunningMean(writer.rows)
+    batches = iter(loader)  # DataLoader workers start now, with the default handlers
     stop = rundir.STOP  # installed by main
     try:
         while not stop.signum:
@@ -173,12 +63,11 @@ def segment(cfg: DictConfig, out: Path, dataset, extractor, method, post, writer
                 if stop.signum:  # a worker ended by the same signal
                     break
                 raise
-            for row, extras in process(batch, extractor, method, post, cfg):
+            for row, extras in segmenter.process(batch):
                 writer.add(row, *extras)
-                running.add(row)
                 logger.log_image(row, out / "overlays" / f"{row['id']}.jpg" if extras and cfg.save_overlays else None)
             bar.update(len(batch))
-            bar.set_postfix(running.postfix())
+            bar.set_postfix(logger.progress())
     finally:  # whatever ended the loop, the summary covers what is in results.csv
         bar.close()
         ids = set(dataset.ids)
@@ -213,12 +102,10 @@ def run(cfg: DictConfig, out: Path, hc) -> tuple[int, str, object]:
         dataset = instantiate(cfg.dataset)
         held = rundir.RunDir.open(out, cfg, dataset, list(hc.overrides.task), hc)
         cache = FeatureCache.usable(cfg.cache.dir) if cfg.cache.enabled else None
-        extractor = Extractor(**cfg.backbone, device=cfg.device, cache=cache)
-        method = instantiate(cfg.method)
-        post = Postprocess(**cfg.postprocess)
+        segmenter = segmenter_from_config(cfg, cache)
         logger = instantiate(cfg.logger)
         writer = ResultsWriter(out, cfg.save_labels, cfg.save_overlays)
-        logger.start(OmegaConf.to_container(cfg, resolve=True), out)
+        logger.start(OmegaConf.to_container(cfg, resolve=True), out, writer.rows)
     except Exception as e:
         if held is not None:
             held.close()
@@ -229,7 +116,7 @@ def run(cfg: DictConfig, out: Path, hc) -> tuple[int, str, object]:
         return 2, one_paragraph(error), None
     failed = True
     try:
-        summary, stopped = segment(cfg, out, dataset, extractor, method, post, writer, logger)
+        summary, stopped = segment(cfg, out, dataset, segmenter, writer, logger)
         failed = bool(stopped)
     finally:  # one failing job must not leave a tracking run open and break a multirun
         logger.finish(failed=failed)

@@ -3,8 +3,18 @@
     import deepcut
     seg = deepcut.create_segmenter()          # the configs' defaults, as `python run.py`
     out = seg(PIL.Image.open("photo.jpg"))    # out.labels, out.mask, out.box, out.soft
-"""
-from deepcut.api import compose_config, create_segmenter, segmenter_from_config
-from deepcut.pipeline import Segmentation, Segmenter
 
-__all__ = ["Segmentation", "Segmenter", "compose_config", "create_segmenter", "segmenter_from_config"]
+The API is imported on first use, so `import deepcut.<stage>` stays light (no timm, no W&B).
+"""
+import importlib
+
+_API = {"create_segmenter": "deepcut.api", "compose_config": "deepcut.api", "segmenter_from_config": "deepcut.api",
+        "Segmenter": "deepcut.pipeline", "Segmentation": "deepcut.pipeline"}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'deepcut' has no attribute {name!r}")

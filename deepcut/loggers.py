@@ -78,11 +78,46 @@ def run_name(overrides: list[str]) -> str | None:
     return ",".join(keep)[:128] or None
 
 
+# Per-image keys of results.csv with the summary name of their running mean (corloc: a per-image
+# hit, reported as a percentage like summary.json).
+RUNNING = {"iou": "miou", "acc": "acc", "f_beta": "max_f_beta", "corloc": "corloc", "time_s": "time_s"}
+
+
+class RunningMean:
+    """Running means of the per-image metrics, updated one row at a time (recomputing them over all
+    rows after every batch would grow quadratically over a 20k-image run)."""
+
+    def __init__(self, rows=()):
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        for row in rows:
+            self.add(row)
+
+    def add(self, row: dict) -> dict[str, float]:
+        """Count the row's metrics in; their values as floats."""
+        values = {}
+        for key in RUNNING:
+            v = row.get(key)
+            if isinstance(v, bool) or (isinstance(v, (int, float)) and not math.isnan(v)):
+                values[key] = float(v)
+                self.sums[key] = self.sums.get(key, 0.0) + float(v)
+                self.counts[key] = self.counts.get(key, 0) + 1
+        return values
+
+    def mean(self, key: str) -> float:
+        """The summary's value so far (corloc in percent)."""
+        mean = self.sums[key] / self.counts[key]
+        return 100 * mean if key == "corloc" else mean
+
+
 class RunLogger:
     """Local files only: writes run_info.json beside results.csv and summary.json (a resumed run
-    keeps its earlier sessions' commits under "earlier")."""
+    keeps its earlier sessions' commits under "earlier"), and keeps the running means the progress
+    bar shows (`progress`)."""
 
-    def start(self, config: dict, out_dir: Path) -> None:
+    def start(self, config: dict, out_dir: Path, rows=()) -> None:
+        """``rows``: the results a resumed run already holds, counted in the running means."""
+        self.running = RunningMean(rows)
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         info, path = run_info(), self.out_dir / "run_info.json"
@@ -94,8 +129,13 @@ class RunLogger:
                 pass
         path.write_text(json.dumps(info, indent=2) + "\n")
 
-    def log_image(self, row: dict, overlay_path: Path | None = None) -> None:
-        pass
+    def log_image(self, row: dict, overlay_path: Path | None = None) -> dict[str, float]:
+        return self.running.add(row)
+
+    def progress(self) -> dict[str, str]:
+        """mIoU and CorLoc so far, for the progress bar."""
+        return {name: f"{self.running.mean(key):.3f}" for key, name in (("iou", "miou"), ("corloc", "corloc"))
+                if key in self.running.counts}
 
     def log_summary(self, summary: dict) -> None:
         pass
@@ -104,9 +144,6 @@ class RunLogger:
         pass
 
 
-# Per-image keys of results.csv that become W&B series / table columns, with the summary name of
-# their running mean (corloc: a per-image hit, reported as a percentage like summary.json).
-RUNNING = {"iou": "miou", "acc": "acc", "f_beta": "max_f_beta", "corloc": "corloc", "time_s": "time_s"}
 TABLE_COLUMNS = ["id", "error", "iou", "acc", "f_beta", "corloc", "n_labels", "time_s"]
 
 
@@ -132,8 +169,8 @@ class WandbLogger(RunLogger):
         self.log_images = log_images
         self.run = None
 
-    def start(self, config: dict, out_dir: Path) -> None:
-        super().start(config, out_dir)
+    def start(self, config: dict, out_dir: Path, rows=()) -> None:
+        super().start(config, out_dir, rows)
         import wandb
 
         self._wandb = wandb
@@ -152,29 +189,21 @@ class WandbLogger(RunLogger):
             raise LoggerError(f"logger=wandb could not start a W&B run in {self.mode} mode ({type(e).__name__}: "
                               f"{str(e)[:300]}); run `wandb login` or set WANDB_API_KEY, or use logger.mode=offline "
                               "(WANDB_MODE=offline) or logger=csv") from None
-        self._sums: dict[str, float] = {}
-        self._counts: dict[str, int] = {}
         self._images = self._failed = 0
 
-    def log_image(self, row: dict, overlay_path: Path | None = None) -> None:
+    def log_image(self, row: dict, overlay_path: Path | None = None) -> dict[str, float]:
+        values = super().log_image(row, overlay_path)
         if self.run is None:
-            return
-        data = {}
-        for key, summary_key in RUNNING.items():
-            v = row.get(key)
-            if isinstance(v, bool) or (isinstance(v, (int, float)) and not math.isnan(v)):
-                v = float(v)
-                data[f"image/{key}"] = v
-                self._sums[key] = self._sums.get(key, 0.0) + v
-                self._counts[key] = self._counts.get(key, 0) + 1
-                mean = self._sums[key] / self._counts[key]
-                data[f"running/{summary_key}"] = 100 * mean if key == "corloc" else mean
+            return values
+        data = {f"image/{key}": v for key, v in values.items()}
+        data.update({f"running/{RUNNING[key]}": self.running.mean(key) for key in values})
         self._failed += bool(row.get("error"))
         data["running/n_failed"] = self._failed
         if overlay_path is not None and self._images < self.log_images and Path(overlay_path).is_file():
             data["overlay"] = self._wandb.Image(str(overlay_path), caption=str(row["id"]))
             self._images += 1
         self.run.log(data)
+        return values
 
     def log_summary(self, summary: dict) -> None:
         if self.run is None:

@@ -136,20 +136,6 @@ def bound(sample, max_pixels: int | None):
             f"downscaled from {w}x{h} to {size[0]}x{size[1]} (max_pixels={max_pixels})")
 
 
-def run_method(method, features: list[tuple[torch.Tensor, tuple[int, int]]], seeds: list[int]) -> list[torch.Tensor]:
-    """Call a method on every image; methods with a `batch` (DeepCut) train same-grid images together."""
-    if not hasattr(method, "batch"):
-        return [method(f, grid, seed=s) for (f, grid), s in zip(features, seeds)]
-    out: list = [None] * len(features)
-    by_grid: dict[tuple, list[int]] = {}
-    for i, (f, grid) in enumerate(features):
-        by_grid.setdefault(grid, []).append(i)
-    for grid, idx in by_grid.items():
-        for i, labels in zip(idx, method.batch(torch.stack([features[i][0] for i in idx]), grid, [seeds[i] for i in idx])):
-            out[i] = labels
-    return out
-
-
 def image_metrics(sample, labels: torch.Tensor, mask: torch.Tensor, box) -> dict:
     """Per-image metrics for whatever ground truth the sample has."""
     row = {}

@@ -19,12 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from deepcut import metrics
-
-PALETTE = np.array([[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
-                    [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212]], np.uint8)
+from deepcut.visualize import overlay
 
 
 def _atomic(path: Path, write) -> None:
@@ -193,15 +191,3 @@ def summarize_run(rows: list[dict], **info) -> dict:
 
 def _present(v) -> bool:
     return v is not None and v != "" and not (isinstance(v, float) and math.isnan(v))
-
-
-def overlay(image: Image.Image, labels: torch.Tensor, box: torch.Tensor | None, opacity: float = 0.5) -> Image.Image:
-    """The image with each non-background label tinted, and the box drawn."""
-    rgb = np.asarray(image, dtype=np.float32)
-    lab = labels.numpy() % len(PALETTE)
-    tint = PALETTE[np.where(lab > 0, (lab - 1) % (len(PALETTE) - 1) + 1, 0)].astype(np.float32)
-    alpha = np.where(lab[..., None] > 0, opacity, 0.0)
-    out = Image.fromarray((rgb * (1 - alpha) + tint * alpha).astype(np.uint8))
-    if box is not None:
-        ImageDraw.Draw(out).rectangle([float(v) for v in box], outline=(255, 255, 0), width=max(2, image.width // 150))
-    return out

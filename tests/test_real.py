@@ -1,33 +1,24 @@
 """The offline DINOv2 backbone with the default configuration on real photos."""
-from pathlib import Path
 
 import numpy as np
 import pytest
 import skimage.data
-from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 from PIL import Image
 
-from deepcut.pipeline import Extractor, Postprocess, run_method
-from deepcut.segment import derive_seed
+import deepcut
 
 pytestmark = pytest.mark.real
-CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
 
 
 @pytest.fixture(scope="module")
 def default():
-    with initialize_config_dir(CONFIGS, version_base="1.3"):
-        cfg = compose("config")
-    return cfg, Extractor(**cfg.backbone, device="cpu"), instantiate(cfg.method)
+    return deepcut.create_segmenter(device="cpu")
 
 
 def segment(default, image: np.ndarray, seed: int = 0):
-    cfg, extractor, method = default
-    pil = Image.fromarray(image)
-    features = extractor([extractor.preprocess(pil)])
-    (labels,) = run_method(method, features, [derive_seed(seed, "photo")])
-    return Postprocess(**cfg.postprocess)(labels, pil)
+    default.seed = seed  # the run seed; each image's GNN seed derives from (seed, id)
+    out = default(Image.fromarray(image), ids="photo")
+    return out.labels, out.mask, out.box
 
 
 def test_chelsea_face_is_foreground_and_the_border_is_not(default):

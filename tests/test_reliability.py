@@ -19,11 +19,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from PIL import Image
 
-import run
 from deepcut.api import compose_config
 from deepcut.cache import FeatureCache, tensor_digest
 from deepcut.datasets import Folder, Sample, load_image
-from deepcut.pipeline import Extractor, Postprocess
+from deepcut.pipeline import Extractor, Loaded, Postprocess, Segmenter
 from deepcut import rundir
 from deepcut.results import ResultsWriter, read_results, read_rows
 from deepcut.rundir import Lock, RunDir, RunDirBusy
@@ -203,14 +202,14 @@ def test_process_isolates_the_failing_image():
             return torch.zeros(grid, dtype=torch.long)
         return (torch.arange(16).reshape(grid) % 2)
 
-    cfg = OmegaConf.create({"graph": {"center": False}, "seed": 0})
+    segmenter = Segmenter(extractor, method, Postprocess(), center=False, seed=0)
     batch = []
     for i, value in enumerate([0.5, 1, 2]):
         image = Image.new("RGB", (16, 16))
         sample = Sample(f"s{i}", "", image, np.ones((16, 16), bool))
         batch.append((sample, torch.full((3, 16, 16), float(value)), None, None))
     batch.append(("s3", None, "DatasetError: empty file", None))
-    rows = {row["id"]: (row, extras) for row, extras in run.process(batch, extractor, method, Postprocess(), cfg)}
+    rows = {row["id"]: (row, extras) for row, extras in segmenter.process(batch)}
     assert rows["s3"][0]["error"].startswith("DatasetError") and rows["s3"][1] == ()
     assert rows["s1"][0]["error"] == "FloatingPointError: non-finite loss"
     assert rows["s2"][0]["degenerate"] is True and rows["s2"][0]["iou"] == 0.0
@@ -225,7 +224,7 @@ def test_huge_image_is_downscaled_before_processing(tmp_path):
     mask(tmp_path / "masks" / "huge.png", (10000, 10000))
     extractor = Extractor(**TINY, device="cpu")
     with pytest.warns(Image.DecompressionBombWarning):  # PIL warns above ~89 Mpx, raises above ~179 Mpx
-        sample, tensor, error, note = run.Loaded(Folder(root=tmp_path), [0], extractor.preprocess, 4096 * 4096)[0]
+        sample, tensor, error, note = Loaded(Folder(root=tmp_path), [0], extractor.preprocess, 4096 * 4096)[0]
     assert error is None and note.startswith("downscaled from 10000x10000")
     assert sample.image.size == sample.mask.shape[::-1] == (4096, 4096)
     assert tensor.shape == (3, 64, 64)
