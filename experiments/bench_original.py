@@ -48,9 +48,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hydra.utils import instantiate  # noqa: E402
-
-from deepcut.api import compose_config  # noqa: E402
+from deepcut.api import compose_config, segmenter_from_config  # noqa: E402
 from deepcut.loggers import git_state  # noqa: E402
 from deepcut.pipeline import Extractor  # noqa: E402
 
@@ -146,7 +144,7 @@ def main(argv=None) -> None:
     out = args.out or REPO / "outputs" / "bench_original" / datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     out.mkdir(parents=True, exist_ok=True)
     original = Original(args.original)
-    methods = {name: instantiate(compose_config("deepcut", PAPER_BACKBONE + overrides).method)
+    methods = {name: segmenter_from_config(compose_config("deepcut", PAPER_BACKBONE + overrides)).method
                for name, overrides in SETTINGS.items()}
     rows, notes, load0 = [], [], os.getloadavg()
     for stride in args.strides:

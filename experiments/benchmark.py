@@ -54,7 +54,6 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -312,7 +311,7 @@ class Bench:
 
     def default_config(self) -> None:
         cfg = compose_config(self.args.overrides + DEFAULT_SETTING.split())
-        method = instantiate(cfg.method)
+        method = segmenter_from_config(cfg).method
         stacked = self.same_grid_features()
         runs, mem = self.time_method(method, stacked, self.features[0][1], self.seeds, min(self.args.repeats, 3))
         self.record_method("default", DEFAULT_SETTING, runs, mem, stacked.shape[1], len(stacked))
