@@ -195,14 +195,33 @@ class Entry:
     parts: np.ndarray | None = None
 
 
+def shard_of(image_id: str, num_shards: int) -> int:
+    """The shard an image belongs to: a hash of its id (not its place in a listing), so every job of
+    a split run picks the same images whatever order the files are listed in, and adding images
+    to a data set moves no other image to another shard."""
+    return int.from_bytes(hashlib.sha256(image_id.encode()).digest()[:8], "big") % num_shards
+
+
+def _whole(value, at_least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= at_least
+
+
 class ImageDataset(torch.utils.data.Dataset):
-    """Entries sorted by id, optionally only the first ``limit``; `__getitem__` loads one `Sample`."""
+    """Entries sorted by id, optionally only the first ``limit``, then optionally only shard
+    ``shard`` of ``num_shards`` (`shard_of`); `__getitem__` loads one `Sample`. The shards of a
+    selection partition it, so the shards' rows together are exactly the unsharded run's."""
     name = "images"
     task = "none"  # "segmentation", "localization", "parts" or "none"
 
-    def __init__(self, entries: list[Entry], limit: int | None = None):
-        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+    def __init__(self, entries: list[Entry], limit: int | None = None, shard: int = 0, num_shards: int = 1):
+        if limit is not None and not _whole(limit, 1):
             raise DatasetError(f"dataset.limit={limit!r}: must be a whole number of images >= 1, or null (all)")
+        if not _whole(num_shards, 1):
+            raise DatasetError(f"dataset.num_shards={num_shards!r}: must be a whole number >= 1 (1: no split)")
+        if not _whole(shard, 0) or shard >= num_shards:
+            raise DatasetError(f"dataset.shard={shard!r}: must be a whole number from 0 to dataset.num_shards - 1 = "
+                               f"{num_shards - 1} (e.g. -m dataset.num_shards={max(num_shards, 2)} "
+                               f"'dataset.shard=range({max(num_shards, 2)})')")
         entries = sorted(entries, key=lambda e: e.id)
         if not entries:
             raise self._error("no images listed")
@@ -210,7 +229,7 @@ class ImageDataset(torch.utils.data.Dataset):
         if twins:
             raise self._error(f"{len(twins) + 1} images have the id {twins[0]!r}")
         self.listed = {e.id: e for e in entries}  # every image, also those past the limit
-        self.entries = entries[:limit]
+        self.entries = [e for e in entries[:limit] if num_shards == 1 or shard_of(e.id, num_shards) == shard]
         self.ids = [e.id for e in self.entries]
 
     def ground_truth_files(self, entry: Entry) -> list[Path]:
@@ -310,9 +329,10 @@ class _Saliency(ImageDataset):
     task = "segmentation"
     image_dir = mask_dir = ""
 
-    def __init__(self, root, limit: int | None = None):
+    def __init__(self, root, limit: int | None = None, shard: int = 0, num_shards: int = 1):
         root = self._folder(Path(root))
-        super().__init__(self._pairs(root / self.image_dir, root / self.mask_dir, (".jpg",)), limit)
+        entries = self._pairs(root / self.image_dir, root / self.mask_dir, (".jpg",))
+        super().__init__(entries, limit, shard, num_shards)
 
 
 class ECSSD(_Saliency):
@@ -334,9 +354,10 @@ class SOD(ImageDataset):
     """SOD (Movahedi & Elder 2010): 300 BSDS300 photos; images jpg or png, masks png (mostly 1-bit)."""
     name, task = "sod", "segmentation"
 
-    def __init__(self, root, limit: int | None = None):
+    def __init__(self, root, limit: int | None = None, shard: int = 0, num_shards: int = 1):
         root = self._folder(Path(root))
-        super().__init__(self._pairs(root / "images", root / "masks", (".jpg", ".jpeg", ".png")), limit)
+        entries = self._pairs(root / "images", root / "masks", (".jpg", ".jpeg", ".png"))
+        super().__init__(entries, limit, shard, num_shards)
 
 
 class Folder(ImageDataset):
@@ -344,7 +365,7 @@ class Folder(ImageDataset):
     folder of images. Segmentation when masks/ exists, otherwise no ground truth."""
     name = "folder"
 
-    def __init__(self, root=None, path=None, limit: int | None = None):
+    def __init__(self, root=None, path=None, limit: int | None = None, shard: int = 0, num_shards: int = 1):
         if path is not None:
             images, masks = Path(path), Path(path) / "masks"
             if masks.is_dir():  # the README's layout inside the folder given: its masks are the ground truth
@@ -361,7 +382,7 @@ class Folder(ImageDataset):
         else:
             self.task = "segmentation"
             entries = self._pairs(images, masks, IMAGE_EXTENSIONS, IMAGE_EXTENSIONS)
-        super().__init__(entries, limit)
+        super().__init__(entries, limit, shard, num_shards)
 
 
 class Demo(ImageDataset):
@@ -370,31 +391,43 @@ class Demo(ImageDataset):
     FILES = {"astronaut": "astronaut.png", "chelsea": "chelsea.png", "coffee": "coffee.png",
              "rocket": "rocket.jpg", "motorcycle": "motorcycle_left.png"}
 
-    def __init__(self, limit: int | None = None):
+    def __init__(self, limit: int | None = None, shard: int = 0, num_shards: int = 1):
         import skimage.data  # only the demo needs scikit-image
 
         folder = Path(skimage.data.__file__).parent
-        super().__init__([Entry(name, self._file(folder / file)) for name, file in self.FILES.items()], limit)
+        entries = [Entry(name, self._file(folder / file)) for name, file in self.FILES.items()]
+        super().__init__(entries, limit, shard, num_shards)
 
 
 class CUB(ImageDataset):
-    """CUB-200-2011 (Wah et al. 2011): bird masks and the visible ones of the 15 part keypoints.
+    """CUB-200-2011 (Wah et al. 2011): bird masks, boxes and the visible ones of the 15 part keypoints.
 
     ``subset``: "test" (official split, is_training 0: 5794 images), "all" (11788) or "test1000"
     (the 1000 images marked 2 in ReDO's train_val_test_split.txt; see the README for why).
+    ``masks``: "auto" uses segmentations/ when it is there and otherwise evaluates boxes (CorLoc)
+    and keypoints (NMI/ARI) only, with a warning; true requires the masks; false ignores them.
     """
-    name, task = "cub", "segmentation"
+    name = "cub"
     SUBSETS = ("test", "test1000", "all")
 
-    def __init__(self, root, subset: str = "test", limit: int | None = None):
+    def __init__(self, root, subset: str = "test", masks="auto", limit: int | None = None, shard: int = 0,
+                 num_shards: int = 1):
         if subset not in self.SUBSETS:
             raise self._error(f"subset must be one of {', '.join(self.SUBSETS)}, got {subset!r}")
+        if masks not in ("auto", True, False):
+            raise self._error(f"masks must be auto, true or false, got {masks!r}")
         root = Path(root)
         # root holds CUB_200_2011/ and the separately downloaded segmentations/ (either beside or
         # inside CUB_200_2011/); root pointing at CUB_200_2011 itself works too.
         base = root if (root / "images.txt").is_file() else self._folder(root / "CUB_200_2011")
-        masks = next((p for p in (root / "segmentations", base / "segmentations", base.parent / "segmentations")
-                      if p.is_dir()), None) or self._folder(root / "segmentations")
+        folder = next((p for p in (root / "segmentations", base / "segmentations", base.parent / "segmentations")
+                       if p.is_dir()), None) if masks is not False else None
+        if folder is None and masks is True:
+            folder = self._folder(root / "segmentations")
+        if folder is None and masks == "auto":
+            log.warning("cub: no segmentations/ beside or inside %s: evaluating boxes (CorLoc) and keypoints "
+                        "(NMI/ARI) only, no mask metrics; see %s", base, self.readme)
+        self.task = "segmentation" if folder is not None else "localization"
         rows = [line.split() for line in self._file(base / "images.txt").read_text().splitlines() if line.strip()]
         files = {int(image_id): rel for image_id, rel in rows}
         chosen = self._subset(base, subset, sorted(files))
@@ -402,16 +435,23 @@ class CUB(ImageDataset):
         locs = locs[locs[:, 4] > 0]
         locs = locs[np.argsort(locs[:, 0], kind="stable")]
         starts, ends = (np.searchsorted(locs[:, 0], chosen, side=side) for side in ("left", "right"))
+        # image_id x y width height, in pixels from the top-left corner: edges (x, y, x + w, y + h).
+        xywh = {int(r[0]): r[1:] for r in self._table(base / "bounding_boxes.txt", 5)}
         entries = []
         for image_id, start, end in zip(chosen, starts, ends):
             stem = files[image_id].rsplit(".", 1)[0]
-            entries.append(Entry(stem.replace("/", "__"), base / "images" / files[image_id], masks / f"{stem}.png",
+            if image_id not in xywh:
+                raise self._error(f"{base / 'bounding_boxes.txt'} has no box for image {image_id} ({files[image_id]})")
+            x, y, w, h = xywh[image_id]
+            entries.append(Entry(stem.replace("/", "__"), base / "images" / files[image_id],
+                                 None if folder is None else folder / f"{stem}.png",
+                                 boxes=np.array([[x, y, x + w, y + h]], np.float32),
                                  parts=locs[start:end][:, [2, 3, 1]].astype(np.float32)))
         for kind in ("image", "mask"):
-            missing = [getattr(e, kind) for e in entries if not getattr(e, kind).is_file()]
+            missing = [getattr(e, kind) for e in entries if getattr(e, kind) is not None and not getattr(e, kind).is_file()]
             if missing:
                 raise self._error(f"{len(missing)} of {len(entries)} {kind} files are missing (first: {missing[0]})")
-        super().__init__(entries, limit)
+        super().__init__(entries, limit, shard, num_shards)
 
     def _table(self, path: Path, columns: int) -> np.ndarray:
         """A whitespace-separated numeric index file (fast enough for the 176k lines of part_locs.txt)."""
@@ -455,15 +495,18 @@ class VOC(ImageDataset):
     """
     task = "localization"
 
-    def __init__(self, root, year: int = 2007, split: str = "trainval", limit: int | None = None):
+    def __init__(self, root, year: int = 2007, split: str = "trainval", limit: int | None = None, shard: int = 0,
+                 num_shards: int = 1):
         self.name = f"voc{str(year)[-2:]}"
         root = Path(root)
         candidates = [root / "VOCdevkit" / f"VOC{year}", root / f"VOC{year}"]
         if root.name == f"VOC{year}":
             candidates.append(root)
         base = next((c for c in candidates if (c / "Annotations").is_dir()), candidates[0])
-        listing = self._file(base / "ImageSets" / "Main" / f"{split}.txt")
-        ids = listing.read_text().split()
+        # "trainval+test": the union of several ImageSets/Main lists (e.g. a small dev copy).
+        lists = [self._file(base / "ImageSets" / "Main" / f"{name}.txt") for name in str(split).split("+")]
+        ids = list(dict.fromkeys(i for path in lists for i in path.read_text().split()))
+        listing = " + ".join(map(str, lists))
         for folder, suffix in (("JPEGImages", ".jpg"), ("Annotations", ".xml")):
             present = {p.stem for p in self._folder(base / folder).glob(f"*{suffix}")}
             missing = [i for i in ids if i not in present]
@@ -471,7 +514,7 @@ class VOC(ImageDataset):
                 raise self._error(f"{len(missing)} of the {len(ids)} ids in {listing} have no {folder}/*{suffix} "
                                   f"(first: {missing[0]})")
         self.annotations = base / "Annotations"
-        super().__init__([Entry(i, base / "JPEGImages" / f"{i}.jpg") for i in ids], limit)
+        super().__init__([Entry(i, base / "JPEGImages" / f"{i}.jpg") for i in ids], limit, shard, num_shards)
 
     def ground_truth_files(self, entry: Entry) -> list[Path]:
         return [self.annotations / f"{entry.id}.xml"]
@@ -503,7 +546,7 @@ class COCO20k(ImageDataset):
     """
     name, task = "coco20k", "localization"
 
-    def __init__(self, root, filenames=None, limit: int | None = None):
+    def __init__(self, root, filenames=None, limit: int | None = None, shard: int = 0, num_shards: int = 1):
         from pycocotools.coco import COCO  # only this dataset needs it
 
         root = self._folder(Path(root))
@@ -535,4 +578,4 @@ class COCO20k(ImageDataset):
             if len(xywh) or filenames is not None:
                 entries.append(Entry(f"{i:012d}", images / coco.imgs[i]["file_name"],
                                      boxes=np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)))
-        super().__init__(entries, limit)
+        super().__init__(entries, limit, shard, num_shards)

@@ -68,6 +68,8 @@ def cub(root: Path, segmentations_inside=False) -> Path:
         mask_file(seg / rel.replace(".jpg", ".png"))
     (base / "images.txt").write_text("".join(f"{i} {rel}\n" for i, rel in enumerate(files, 1)))
     (base / "train_test_split.txt").write_text("1 1\n2 0\n3 1\n4 0\n")
+    (base / "bounding_boxes.txt").write_text("1 1.0 2.0 20.0 10.0\n2 5.0 6.0 30.0 20.0\n3 0.0 0.0 48.0 32.0\n"
+                                             "4 10.0 10.0 5.0 5.0\n")
     (base / "parts").mkdir()
     # image 2: parts 1 and 3 visible, part 2 not (its x, y are 0 in the real file).
     (base / "parts" / "part_locs.txt").write_text(
@@ -201,13 +203,64 @@ def test_cub_test1000_uses_redo_split(tmp_path):
         D.CUB(root, subset="val")
 
 
-def test_cub_missing_segmentations(tmp_path):
+def test_cub_without_segmentations_evaluates_boxes_and_keypoints(tmp_path, caplog):
     root = cub(tmp_path)
+    with_masks = D.CUB(root)
+    first = with_masks[0]
+    assert with_masks.task == "segmentation" and first.mask is not None
     for p in sorted((root / "segmentations").rglob("*"), reverse=True):
         p.unlink() if p.is_file() else p.rmdir()
     (root / "segmentations").rmdir()
     with pytest.raises(DatasetError, match=r"expected the folder .*segmentations.*CUB_200_2011/"):
+        D.CUB(root, masks=True)
+    with caplog.at_level("WARNING", logger="deepcut"):
+        ds = D.CUB(root)  # masks=auto: boxes (CorLoc) and keypoints only, said once
+    assert "no segmentations/" in caplog.text and "CorLoc" in caplog.text
+    assert ds.task == "localization" and ds.ids == with_masks.ids
+    s = ds[0]  # image 2: box x, y, w, h = 5, 6, 30, 20 -> edges
+    assert s.mask is None
+    np.testing.assert_array_equal(s.boxes, [[5, 6, 35, 26]])
+    np.testing.assert_array_equal(s.parts, first.parts)
+    assert D.CUB(root, masks=False).task == "localization"
+    with pytest.raises(DatasetError, match="masks must be auto, true or false"):
+        D.CUB(root, masks="yes")
+
+
+def test_cub_box_missing_for_an_image(tmp_path):
+    root = cub(tmp_path)
+    (root / "CUB_200_2011" / "bounding_boxes.txt").write_text("1 1.0 2.0 20.0 10.0\n")
+    with pytest.raises(DatasetError, match="bounding_boxes.txt has no box for image 2"):
         D.CUB(root)
+
+
+# ---------------------------------------------------------------- sharding
+
+
+def test_shards_partition_the_selection_by_id_whatever_the_listing_order(tmp_path):
+    stems = [f"img{i:02d}" for i in range(30)]
+    root = saliency(tmp_path / "e", "images", "ground_truth_mask", stems=stems)
+    whole = D.ECSSD(root)
+    shards = [D.ECSSD(root, shard=i, num_shards=3).ids for i in range(3)]
+    assert sorted(sum(shards, [])) == whole.ids and all(shards)  # a partition, no shard empty here
+    assert [D.shard_of(i, 3) for i in shards[1]] == [1] * len(shards[1])
+    # The listing order does not matter: the same entries given reversed give the same shards.
+    entries = list(reversed(whole.entries))
+    assert [D.ImageDataset(entries, shard=i, num_shards=3).ids for i in range(3)] == shards
+    # Adding images moves no image to another shard (a hash of the id, not a position).
+    more = saliency(tmp_path / "f", "images", "ground_truth_mask", stems=stems + ["aaa", "zzz"])
+    for i in range(3):
+        assert set(shards[i]) <= set(D.ECSSD(more, shard=i, num_shards=3).ids)
+    # limit first, then the shard: the shards of a limited run are the limited run.
+    limited = [D.ECSSD(root, limit=10, shard=i, num_shards=3).ids for i in range(3)]
+    assert sorted(sum(limited, [])) == whole.ids[:10]
+
+
+@pytest.mark.parametrize("shard, num_shards, problem", [(3, 3, "dataset.shard=3"), (-1, 2, "dataset.shard=-1"),
+                                                        (0, 0, "dataset.num_shards=0"), (True, 2, "dataset.shard=True")])
+def test_bad_shard_settings_name_the_key(tmp_path, shard, num_shards, problem):
+    root = saliency(tmp_path, "images", "ground_truth_mask")
+    with pytest.raises(DatasetError, match=problem):
+        D.ECSSD(root, shard=shard, num_shards=num_shards)
 
 
 # ---------------------------------------------------------------- VOC and COCO20k
@@ -443,6 +496,46 @@ def test_shared_coco2017_through_coco20k():
     for s in (ds[0], ds[len(ds) - 1]):
         w, h = s.image.size
         assert len(s.boxes) >= 1 and (s.boxes[:, 2] <= w + 1e-3).all() and (s.boxes[:, 3] <= h + 1e-3).all()
+
+
+@needs_shared
+@pytest.mark.parametrize("name, cls, count", [("ECSSD", D.ECSSD, 335), ("DUTS-TE", D.DUTSTE, 1671)])
+def test_shared_saliency_benchmarks_list_and_read_rgb_and_soft_masks(name, cls, count):
+    """The official layouts as published: every image pairs with its mask; the RGB masks (2 in DUTS-TE)
+    and the soft matted edges read as the grey value > 127 of their 'L' conversion."""
+    ds = cls(SHARED / name)
+    assert len(ds) == count
+    masks = {e.id: e.mask for e in ds.entries}
+    rgb = [i for i, m in masks.items() if Image.open(m).mode == "RGB"]
+    soft = [i for i, m in list(masks.items())[:200] if ((np.asarray(Image.open(m).convert("L")) % 255) != 0).any()]
+    assert name == "ECSSD" or (len(rgb) == 2 and soft)
+    for sid in [*rgb, *soft[:3], ds.ids[0]]:
+        s = ds[ds.ids.index(sid)]
+        grey = np.asarray(Image.open(masks[sid]).convert("L"))
+        assert s.mask.shape == (s.image.height, s.image.width) and s.image.mode == "RGB"
+        np.testing.assert_array_equal(s.mask, grey > 127)
+        assert 0 < s.mask.mean() < 1
+
+
+@needs_shared
+def test_shared_cub_without_masks_gives_boxes_and_keypoints():
+    ds = D.CUB(SHARED / "CUB")
+    assert ds.task == "localization" and len(ds) == 80  # the official test split of the 171
+    assert len(D.CUB(SHARED / "CUB", subset="all")) == 171
+    for s in (ds[0], ds[len(ds) - 1]):
+        w, h = s.image.size
+        assert s.mask is None and s.boxes.shape == (1, 4) and (s.boxes[:, 2] <= w + 1).all() and (s.boxes[:, 3] <= h + 1).all()
+        assert len(s.parts) >= 1 and set(s.parts[:, 2]) <= set(range(1, 16))
+
+
+@needs_shared
+def test_shared_voc2007_trainval_and_test_lists():
+    assert D.VOC(SHARED, year=2007).ids == ["000005"]
+    ds = D.VOC(SHARED, year=2007, split="trainval+test")
+    assert ds.ids == ["000002", "000003", "000004", "000005"]
+    grey = [s for s in ds if Image.open(s.path).mode == "L"]  # the dev data's grey photo, if it is here
+    for s in grey:
+        assert s.image.mode == "RGB"
 
 
 # ---------------------------------------------------------------- ground truth and identity (issue 11)
