@@ -73,7 +73,7 @@ def segment(cfg: DictConfig, out: Path, dataset, segmenter, writer, logger) -> t
         ids = set(dataset.ids)
         rows = [r for r in read_rows(writer.csv_path) if r["id"] in ids]
         summary = summarize_run(rows, dataset=dataset.name, backbone=cfg.backbone.name,
-                                method=str(cfg.method._target_).rsplit(".", 1)[-1])
+                                method=cfg.method.name)
         summary["complete"] = len(rows) == len(ids)
         writer.close(summary)
     logger.log_summary(summary)

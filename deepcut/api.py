@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Sequence
 
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from deepcut.cache import FeatureCache
 from deepcut.pipeline import Extractor, Postprocess, Segmenter
+from deepcut.registry import create_method
 from deepcut.validate import ConfigError, validate
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -41,7 +41,7 @@ def compose_config(method: str = "deepcut", overrides: Sequence[str] = (), **cho
 
 def segmenter_from_config(cfg: DictConfig, cache: FeatureCache | None = None) -> Segmenter:
     """The chain a run config describes (run.py and create_segmenter both build it here)."""
-    return Segmenter(Extractor(**cfg.backbone, device=cfg.device, cache=cache), instantiate(cfg.method),
+    return Segmenter(Extractor(**cfg.backbone, device=cfg.device, cache=cache), create_method(cfg),
                      Postprocess(**cfg.postprocess), center=bool(cfg.graph.center), seed=cfg.seed,
                      max_pixels=cfg.get("max_pixels"), config=cfg)
 

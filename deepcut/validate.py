@@ -20,6 +20,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from deepcut.features import FACETS
+from deepcut.registry import UnknownMethod, method_entry
 
 
 # Summary metrics a sweep can optimise (summary.json keys; higher is better except time_s).
@@ -55,16 +56,6 @@ def writable_dir(path: str | Path, setting: str) -> Path:
         raise ConfigError(f"{setting}={str(path)!r}: the output directory cannot be written "
                           f"({err.strerror or err}); choose a directory you can write to") from None
     return path
-
-
-def _source(cfg: DictConfig, group: str, key: str) -> str:
-    """The setting a user changes for ``group.key``: the target of an interpolation like ${loss.k}."""
-    node = cfg[group]._get_node(key)
-    if node is not None and OmegaConf.is_interpolation(cfg[group], key):
-        match = re.fullmatch(r"\$\{([\w.]+)\}", str(node._value()))
-        if match:
-            return match.group(1)
-    return f"{group}.{key}"
 
 
 def _backbone(b: DictConfig) -> list[str]:
@@ -112,62 +103,72 @@ def _backbone(b: DictConfig) -> list[str]:
     return problems
 
 
-def _method(cfg: DictConfig) -> list[str]:
-    m = cfg.method
-    target = str(m.get("_target_", ""))
-    problems = []
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
-    def check(group, key, ok, allowed, node=None):
-        node = node if node is not None else cfg.get(group)
-        if node is None or key not in node:
-            return
-        value = node[key]
-        if not ok(value):
-            problems.append(f"{_source(cfg, group, key) if group == 'method' else f'{group}.{key}'}="
-                            f"{value!r}: {allowed}")
 
-    def number(v):
-        return isinstance(v, (int, float)) and not isinstance(v, bool)
+def _whole(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
-    def whole(v):
-        return isinstance(v, int) and not isinstance(v, bool)
 
-    if target.endswith("DeepCut"):
-        check("method", "loss", lambda v: v in ("ncut", "cc"), "use ncut or cc")
-        check("method", "k", lambda v: whole(v) and v >= 2, "the number of clusters K must be a whole number >= 2")
-        if m.get("loss") == "cc":  # N-cut does not use alpha
-            check("method", "alpha", lambda v: number(v) and v > 0, "CC's affinity shift alpha must be > 0")
-        check("method", "mode", lambda v: v in ("single", "parts"), "use single or parts")
-        if m.get("split_background"):
-            check("method", "background_k", lambda v: whole(v) and v >= 2, "must be a whole number >= 2")
-        opt = m.get("optimisation") or {}
-        for key, ok, allowed in (
-                ("steps", lambda v: whole(v) and v >= 1, "the number of optimisation steps must be >= 1"),
-                ("lr", lambda v: number(v) and v > 0, "the learning rate must be > 0"),
-                ("restarts", lambda v: whole(v) and v >= 1, "must be a whole number >= 1"),
-                ("weight_decay", lambda v: number(v) and v >= 0, "must be >= 0"),
-                ("patience", lambda v: whole(v) and v >= 1, "must be a whole number >= 1"),
-                ("tol", lambda v: v is None or (number(v) and v >= 0), "must be null or >= 0")):
-            if key in opt and not ok(opt[key]):
-                problems.append(f"optimizer.{key}={opt[key]!r}: {allowed}")
-        check("method", "ortho_weight", lambda v: number(v) and math.isfinite(v) and v >= 0,
-              "the orthogonality weight must be a finite number >= 0")
-        graph = m.get("graph") or {}
-        if "power" in graph and not (number(graph.power) and math.isfinite(graph.power) and graph.power > 0):
-            problems.append(f"graph.power={graph.power!r}: the affinity exponent must be a finite number > 0")
-        if graph.get("knn") is not None and not (whole(graph.knn) and graph.knn >= 1):
-            problems.append(f"graph.knn={graph.knn!r}: must be null (dense graph) or a whole number of neighbours >= 1")
-        gnn = m.get("gnn") or {}
-        if "dropout" in gnn and not (number(gnn.dropout) and 0 <= gnn.dropout < 1):
-            problems.append(f"gnn.dropout={gnn.dropout!r}: must be in [0, 1)")
-        for key in ("hidden", "mlp_hidden"):
-            if key in gnn and not (whole(gnn[key]) and gnn[key] >= 1):
-                problems.append(f"gnn.{key}={gnn[key]!r}: must be a whole number >= 1")
-    elif target.endswith("kmeans"):
-        check("method", "k", lambda v: whole(v) and v >= 2, "k-means needs a whole number of clusters >= 2")
-    elif target.endswith("lost"):
-        check("method", "k_patches", lambda v: whole(v) and v >= 1, "must be a whole number >= 1")
+def _check(problems: list[str], node: DictConfig | None, name: str, key: str, ok, allowed: str) -> None:
+    if node is not None and key in node and not ok(node[key]):
+        problems.append(f"{name}.{key}={node[key]!r}: {allowed}")
+
+
+def _deepcut(cfg: DictConfig) -> list[str]:
+    """DeepCut's stages: loss, mode, optimizer, graph, gnn."""
+    problems: list[str] = []
+    loss, mode, opt, graph, gnn = (cfg.get(g) for g in ("loss", "mode", "optimizer", "graph", "gnn"))
+    _check(problems, loss, "loss", "name", lambda v: v in ("ncut", "cc"), "use ncut or cc")
+    _check(problems, loss, "loss", "k", lambda v: _whole(v) and v >= 2, "the number of clusters K must be a whole number >= 2")
+    if loss is not None and loss.get("name") == "cc":  # N-cut does not use alpha
+        _check(problems, loss, "loss", "alpha", lambda v: _number(v) and v > 0, "CC's affinity shift alpha must be > 0")
+    _check(problems, loss, "loss", "ortho_weight", lambda v: _number(v) and math.isfinite(v) and v >= 0,
+           "the orthogonality weight must be a finite number >= 0")
+    _check(problems, mode, "mode", "name", lambda v: v in ("single", "parts"), "use single or parts")
+    if mode is not None and mode.get("split_background"):
+        _check(problems, mode, "mode", "background_k", lambda v: _whole(v) and v >= 2, "must be a whole number >= 2")
+    for key, ok, allowed in (
+            ("steps", lambda v: _whole(v) and v >= 1, "the number of optimisation steps must be >= 1"),
+            ("lr", lambda v: _number(v) and v > 0, "the learning rate must be > 0"),
+            ("restarts", lambda v: _whole(v) and v >= 1, "must be a whole number >= 1"),
+            ("weight_decay", lambda v: _number(v) and v >= 0, "must be >= 0"),
+            ("patience", lambda v: _whole(v) and v >= 1, "must be a whole number >= 1"),
+            ("tol", lambda v: v is None or (_number(v) and v >= 0), "must be null or >= 0")):
+        _check(problems, opt, "optimizer", key, ok, allowed)
+    _check(problems, graph, "graph", "power", lambda v: _number(v) and math.isfinite(v) and v > 0,
+           "the affinity exponent must be a finite number > 0")
+    _check(problems, graph, "graph", "knn", lambda v: v is None or (_whole(v) and v >= 1),
+           "must be null (dense graph) or a whole number of neighbours >= 1")
+    _check(problems, gnn, "gnn", "dropout", lambda v: _number(v) and 0 <= v < 1, "must be in [0, 1)")
+    for key in ("hidden", "mlp_hidden"):
+        _check(problems, gnn, "gnn", key, lambda v: _whole(v) and v >= 1, "must be a whole number >= 1")
     return problems
+
+
+def _kmeans(cfg: DictConfig) -> list[str]:
+    problems: list[str] = []
+    _check(problems, cfg.method, "method", "k", lambda v: _whole(v) and v >= 2, "k-means needs a whole number of clusters >= 2")
+    return problems
+
+
+def _lost(cfg: DictConfig) -> list[str]:
+    problems: list[str] = []
+    _check(problems, cfg.method, "method", "k_patches", lambda v: _whole(v) and v >= 1, "must be a whole number >= 1")
+    return problems
+
+
+# The checks of each registered method's own settings (methods without any need none).
+METHOD_CHECKS = {"deepcut": _deepcut, "kmeans": _kmeans, "lost": _lost}
+
+
+def _method(cfg: DictConfig) -> list[str]:
+    try:
+        method_entry(str(cfg.method.get("name")))
+    except UnknownMethod as err:
+        return [str(err)]
+    return METHOD_CHECKS.get(cfg.method.name, lambda cfg: [])(cfg)
 
 
 def _run(cfg: DictConfig) -> list[str]:

@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 sys.path.insert(0, str(ROOT / "experiments"))
 import make_tables  # noqa: E402
+from deepcut.registry import create_method  # noqa: E402
 
 EXPERIMENTS = sorted(str(p.relative_to(CONFIGS / "experiment").with_suffix("")) for p in (CONFIGS / "experiment").rglob("*.yaml"))
 PAPER = [e for e in EXPERIMENTS if e.startswith("paper_")]
@@ -85,7 +86,7 @@ def test_every_experiment_composes_resolves_and_instantiates(experiment):
     assert cfg.hydra.runtime.choices.experiment == experiment
     cfg = compose_config(f"experiment={experiment}")
     OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-    assert callable(instantiate(cfg.method))
+    assert callable(create_method(cfg))
     instantiate(cfg.logger)
     assert isinstance(get_object(cfg.dataset._target_), type)  # building it needs the data
     assert timm.is_model(cfg.backbone.name)

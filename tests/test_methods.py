@@ -2,11 +2,10 @@
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
-from hydra.utils import instantiate
-
+from deepcut.api import compose_config
 from deepcut.methods import dsm, kmeans, lost, tokencut
 from deepcut.methods.tokencut import fiedler_vector
+from deepcut.registry import UnknownMethod, create_method, method_entry
 
 METHODS = [tokencut, lost, dsm, kmeans]
 C = 16
@@ -162,8 +161,8 @@ def test_kmeans_more_clusters_are_all_foreground():
 
 
 @pytest.mark.parametrize("name", ["tokencut", "lost", "dsm", "kmeans"])
-def test_configs_instantiate(name):
-    method = instantiate(OmegaConf.load(f"configs/method/{name}.yaml"))
+def test_registered_methods_build_from_their_configs(name):
+    method = create_method(compose_config(name))
     grid = (8, 8)
     truth = square(grid, 2, 2, 3)
     assert torch.equal(method(blocks(grid, [(truth, A_VEC)]), grid, seed=0), truth.long())
@@ -173,3 +172,18 @@ def test_whole_image_baseline():
     from deepcut.methods import whole
     out = whole(torch.randn(12, 4), (3, 4))
     assert out.shape == (3, 4) and bool((out == 1).all())
+
+
+def test_registry_names_every_method_and_refuses_others():
+    for name in ("deepcut", "tokencut", "lost", "dsm", "kmeans", "whole"):
+        assert method_entry(name).name == name
+    assert method_entry("deepcut").groups == ("graph", "gnn", "loss", "optimizer", "mode")
+    assert method_entry("tokencut").groups == ()
+    with pytest.raises(UnknownMethod, match="use one of deepcut, dsm, kmeans, lost, tokencut, whole"):
+        method_entry("spectral")
+
+
+def test_deepcut_is_built_from_its_stage_groups():
+    cfg = compose_config("deepcut", ["loss.k=3", "graph.power=2", "gnn.hidden=16", "optimizer.restarts=3"], mode="parts")
+    dc = create_method(cfg)
+    assert (dc.k, dc.mode, dc.graph.power, dc.gnn.hidden, dc.optimisation.restarts) == (3, "parts", 2, 16, 3)

@@ -12,12 +12,30 @@ grid) to a (h, w) LongTensor mask, 0 = background, 1 = foreground:
   * whole: the whole image as foreground (the trivial baseline).
 
 `seed` is accepted by every method so all are called alike; only kmeans uses it. Tensors in,
-tensors out: no I/O and no config (configs/method/*.yaml are Hydra partials of these functions).
+tensors out: no I/O and no config. Each is registered under its name (deepcut.registry), and
+configs/method/<name>.yaml holds its parameters; DeepCut is registered here, built from the
+groups of its stages.
 """
+from omegaconf import DictConfig, OmegaConf
+
 from deepcut.methods.dsm import dsm
 from deepcut.methods.kmeans import kmeans
 from deepcut.methods.lost import lost
 from deepcut.methods.tokencut import tokencut
 from deepcut.methods.whole import whole
+from deepcut.registry import METHOD_GROUPS, register_method
+from deepcut.segment import DeepCut
 
-__all__ = ["dsm", "kmeans", "lost", "tokencut", "whole"]
+
+def build_deepcut(cfg: DictConfig) -> DeepCut:
+    """DeepCut from the groups of its stages: graph, gnn, loss (objective), optimizer, mode."""
+    group = lambda name: OmegaConf.to_container(cfg[name], resolve=True)  # noqa: E731
+    return DeepCut(loss=cfg.loss.name, k=cfg.loss.k, alpha=cfg.loss.alpha, ortho_weight=cfg.loss.ortho_weight,
+                   mode=cfg.mode.name, split_background=cfg.mode.split_background,
+                   background_k=cfg.mode.background_k, graph=group("graph"), gnn=group("gnn"),
+                   optimisation=group("optimizer"))
+
+
+register_method("deepcut", groups=METHOD_GROUPS, build=build_deepcut)(DeepCut)
+
+__all__ = ["dsm", "kmeans", "lost", "tokencut", "whole", "build_deepcut"]

@@ -24,8 +24,10 @@ import torch.nn.functional as F
 
 from deepcut.masks import relabel_background_first
 from deepcut.methods.tokencut import fiedler_vector
+from deepcut.registry import register_method
 
 
+@register_method("dsm")
 def dsm(features: torch.Tensor, grid: tuple[int, int], *, seed: int = 0, dense_max_n: int = 2500,
         details: bool = False):
     """(N, C) patch features of one image -> (h, w) long mask, 1 = object. `seed` is unused.

@@ -13,8 +13,10 @@ import torch.nn.functional as F
 from sklearn.cluster import KMeans
 
 from deepcut.masks import relabel_background_first
+from deepcut.registry import register_method
 
 
+@register_method("kmeans")
 def kmeans(features: torch.Tensor, grid: tuple[int, int], *, seed: int = 0, k: int = 2, n_init: int = 10) -> torch.Tensor:
     """(N, C) patch features of one image -> (h, w) long mask, 1 = object (any non-border cluster)."""
     f = F.normalize(features.detach().double().cpu(), dim=-1).numpy()

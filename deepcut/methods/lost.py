@@ -17,7 +17,10 @@ from __future__ import annotations
 import torch
 from scipy import ndimage
 
+from deepcut.registry import register_method
 
+
+@register_method("lost")
 def lost(features: torch.Tensor, grid: tuple[int, int], *, seed: int = 0, k_patches: int = 100) -> torch.Tensor:
     """(N, C) patch features of one image -> (h, w) long mask, 1 = object. `seed` is unused."""
     f = features.detach().double().cpu()

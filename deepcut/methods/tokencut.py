@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from deepcut.registry import register_method
+
 
 def fiedler_vector(W: np.ndarray, dense_max_n: int = 2500) -> np.ndarray:
     """Second-smallest generalised eigenvector of (D - W) v = lambda D v, D = diag(W 1).
@@ -44,6 +46,7 @@ def fiedler_vector(W: np.ndarray, dense_max_n: int = 2500) -> np.ndarray:
     return V @ np.array([c[1], -c[0]]) / np.linalg.norm(c)
 
 
+@register_method("tokencut")
 def tokencut(features: torch.Tensor, grid: tuple[int, int], *, seed: int = 0, tau: float = 0.2,
              eps: float = 1e-5, dense_max_n: int = 2500, details: bool = False):
     """(N, C) patch features of one image -> (h, w) long mask, 1 = object. `seed` is unused.

@@ -3,6 +3,9 @@
 image localises large objects)."""
 import torch
 
+from deepcut.registry import register_method
 
+
+@register_method("whole")
 def whole(features: torch.Tensor, grid: tuple[int, int], *, seed: int = 0) -> torch.Tensor:
     return torch.ones(grid, dtype=torch.long, device=features.device)
