@@ -42,7 +42,7 @@ def compose_config(method: str = "deepcut", overrides: Sequence[str] = (), **cho
 def segmenter_from_config(cfg: DictConfig, cache: FeatureCache | None = None) -> Segmenter:
     """The chain a run config describes (run.py and create_segmenter both build it here)."""
     return Segmenter(Extractor(**cfg.backbone, device=cfg.device, cache=cache), create_method(cfg),
-                     Postprocess(**cfg.postprocess), center=bool(cfg.graph.center), seed=cfg.seed,
+                     Postprocess(**cfg.postprocess), seed=cfg.seed,
                      max_pixels=cfg.get("max_pixels"), config=cfg)
 
 

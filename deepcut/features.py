@@ -62,6 +62,13 @@ def extract(model: torch.nn.Module, images: torch.Tensor, facet: str = "key") ->
     return x[:, model.num_prefix_tokens:].float()
 
 
+def center(features: torch.Tensor) -> torch.Tensor:
+    """(..., N, C) -> each image's features minus its mean patch feature. Backbones whose features
+    share a large common component (DINOv2 keys: pairwise cosine >= 0.55 within an image) otherwise
+    give a nearly uniform affinity, for DeepCut and its peers alike (backbone.center)."""
+    return features - features.mean(dim=-2, keepdim=True)
+
+
 def log_bin(features: torch.Tensor, grid: tuple[int, int], hierarchy: int = 2) -> torch.Tensor:
     """(B, h*w, C) patch features -> (B, h*w, C * (1 + 8 * hierarchy)) log-binned descriptors
     (Amir et al., "Deep ViT Features as Dense Visual Descriptors", the `log_bin` of their extractor

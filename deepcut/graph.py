@@ -2,10 +2,9 @@
 
 N-cut (paper eq. 5-6):  W = max(F F^T, 0) / max(F F^T)
 CC    (paper eq. 7):    W = F F^T - max(F F^T) / alpha
-Options beyond the paper (all off reproduces it exactly):
-  center  subtract the image's mean feature first. Backbones whose features share a large common
-          component (DINOv2 keys: pairwise cosine >= 0.55 within an image) otherwise give a nearly
-          uniform W and no gradient signal.
+(graph.affinity picks the formula, by default the loss's own.) The features arrive prepared by the
+features stage (centred per image by default: backbone.center). Options beyond the paper (all off
+reproduces it exactly):
   l2      L2-normalise each feature, so F F^T is a cosine similarity.
   power   raise the N-cut affinity to this power: sharpens W towards its strongest edges.
   knn     keep each node's k strongest edges (symmetrised). Above `dense_max_n` nodes the graph
@@ -18,12 +17,9 @@ import torch
 import torch.nn.functional as F
 
 
-def prepare_features(features: torch.Tensor, center: bool = False, l2: bool = False) -> torch.Tensor:
-    if center:
-        features = features - features.mean(dim=-2, keepdim=True)
-    if l2:
-        features = F.normalize(features, dim=-1)
-    return features
+def node_features(features: torch.Tensor, l2: bool = False) -> torch.Tensor:
+    """The graph's node features: as given, or L2-normalised (F F^T is then a cosine similarity)."""
+    return F.normalize(features, dim=-1) if l2 else features
 
 
 def ncut_affinity(sim: torch.Tensor, peak: torch.Tensor, alpha: float = 3.0, power: float = 1.0) -> torch.Tensor:
@@ -36,14 +32,18 @@ def ncut_affinity(sim: torch.Tensor, peak: torch.Tensor, alpha: float = 3.0, pow
 def cc_affinity(sim: torch.Tensor, peak: torch.Tensor, alpha: float = 3.0, power: float = 1.0) -> torch.Tensor:
     """Paper eq. 7: W = F F^T - max(F F^T) / alpha, in place; `power` is N-cut's."""
     if alpha <= 0:
-        raise ValueError(f"loss.alpha={alpha} must be > 0 (paper: 3)")
+        raise ValueError(f"graph.alpha={alpha} must be > 0 (paper: 3)")
     return sim.sub_(peak / alpha)
 
 
-def affinity(features: torch.Tensor, formula=ncut_affinity, alpha: float = 3.0, center: bool = False,
-             l2: bool = False, power: float = 1.0, knn: int | None = None) -> torch.Tensor:
+# graph.affinity: the formula of W, by default the loss's own (configs/graph/default.yaml).
+AFFINITIES = {"ncut": ncut_affinity, "cc": cc_affinity}
+
+
+def affinity(features: torch.Tensor, formula=ncut_affinity, alpha: float = 3.0, l2: bool = False,
+             power: float = 1.0, knn: int | None = None) -> torch.Tensor:
     """(..., N, C) features -> dense (..., N, N) W by `formula` (ncut_affinity or cc_affinity)."""
-    f = prepare_features(features, center, l2)
+    f = node_features(features, l2)
     sim = f @ f.transpose(-1, -2)
     # In place: one N x N buffer instead of three (N = 19k at stride 2: 1.4 GB each).
     w = formula(sim, sim.amax(dim=(-1, -2), keepdim=True), alpha, power)
@@ -51,11 +51,10 @@ def affinity(features: torch.Tensor, formula=ncut_affinity, alpha: float = 3.0, 
 
 
 def sparse_knn_affinity(features: torch.Tensor, k: int, formula=ncut_affinity, alpha: float = 3.0,
-                        center: bool = False, l2: bool = False, power: float = 1.0,
-                        chunk: int = 2048) -> torch.Tensor:
+                        l2: bool = False, power: float = 1.0, chunk: int = 2048) -> torch.Tensor:
     """The kNN affinity of one image's (N, C) features as a sparse (N, N) tensor with the same
     values as `affinity(..., knn=k)` on the kept edges."""
-    f = prepare_features(features, center, l2)
+    f = node_features(features, l2)
     n = f.shape[0]
     k = min(k, n)
     rows, cols, peak = [], [], None

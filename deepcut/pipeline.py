@@ -22,8 +22,7 @@ from torch.utils.data import Dataset
 from deepcut import metrics
 from deepcut.backbone import create_backbone
 from deepcut.cache import FeatureCache, model_fingerprint, tensor_digest
-from deepcut.features import extract, grid_size, log_bin, resize, to_tensor
-from deepcut.graph import prepare_features
+from deepcut.features import center, extract, grid_size, log_bin, resize, to_tensor
 from deepcut.masks import largest_component, mask_to_box, upsample_labels
 from deepcut.segment import derive_seed
 from deepcut.validate import one_paragraph
@@ -38,8 +37,8 @@ class Extractor:
 
     def __init__(self, name: str, weights: str, facet: str, layer: int, stride: int | None, resolution: int,
                  resize: str, batch_size: int, device: str = "auto", precision: str = "fp32",
-                 checkpoint_key: str = "student", model_kwargs: dict | None = None, log_bin: int = 0,
-                 cache: FeatureCache | None = None):
+                 checkpoint_key: str = "student", model_kwargs: dict | None = None, center: bool = False,
+                 log_bin: int = 0, cache: FeatureCache | None = None):
         """Settings as in configs/backbone/*.yaml, which hold the defaults (deepcut.create_segmenter)."""
         self.device = resolve_device(device)
         self.model = create_backbone(name, weights, stride, layer, checkpoint_key, **(model_kwargs or {})).to(self.device)
@@ -49,7 +48,8 @@ class Extractor:
             raise ValueError(f"backbone.resolution={resolution} is smaller than one {self.patch}px patch")
         data = timm.data.resolve_data_config({}, model=self.model)  # mean/std come with the weights' config
         self.mean, self.std = data["mean"], data["std"]
-        self.facet, self.resolution, self.resize_mode, self.log_bin = facet, resolution, resize, log_bin
+        self.facet, self.resolution, self.resize_mode = facet, resolution, resize
+        self.center, self.log_bin = center, log_bin
         self.batch_size = batch_size
         self.autocast = precision == "bf16"
         self.tf32 = precision == "tf32"  # set for this extractor's forwards only, not process-wide
@@ -87,7 +87,10 @@ class Extractor:
                     out[i] = (f, grid)
                     if self.cache:
                         self.cache.put(keys[i], f)
-        if self.log_bin:  # after the cache: its entries serve every log_bin setting
+        # Feature preparation, for every method alike, after the cache (its entries serve every setting).
+        if self.center:
+            out = [(center(f), grid) for f, grid in out]
+        if self.log_bin:
             out = [(log_bin(f[None], grid, self.log_bin)[0], grid) for f, grid in out]
         return out
 
@@ -177,23 +180,29 @@ class Segmenter:
     """Features -> method -> post-processing. Built from a run config by deepcut.create_segmenter
     (Python) and by run.py, so both run the same chain with the same settings."""
 
-    def __init__(self, extractor: Extractor, method, post: Postprocess, *, center: bool, seed: int = 0,
+    def __init__(self, extractor: Extractor, method, post: Postprocess, *, seed: int = 0,
                  max_pixels: int | None = None, config=None):
         self.extractor, self.method, self.post = extractor, method, post
-        self.center, self.seed, self.max_pixels, self.config = center, seed, max_pixels, config
+        self.seed, self.max_pixels, self.config = seed, max_pixels, config
 
-    def prepare(self, features: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
-        """Feature preparation, the same for every method: non-finite features fail the image;
-        centring (graph.center) happens here for the peers and inside DeepCut's graph stage."""
+    @staticmethod
+    def prepare(features: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Non-finite features fail the image, whatever the method."""
         if not torch.isfinite(features).all():
             raise FloatingPointError("non-finite backbone features (NaN or Inf)")
-        if self.center and not hasattr(self.method, "batch"):
-            features = prepare_features(features, center=True)
         return features, grid
+
+    @property
+    def batch_size(self) -> int:
+        """Images per batch of run.py's loader: a collection method's collection size, else the backbone's."""
+        return getattr(self.method, "collection_size", 0) or self.extractor.batch_size
 
     def cluster(self, features: list, seeds: list[int], details: bool = False) -> list:
         """(features, grid) per image -> (h, w) patch labels per image; with details, (labels,
-        soft, eigenvector). DeepCut trains same-grid images as one batch."""
+        soft, eigenvector). DeepCut trains same-grid images as one batch; a method in collection
+        mode (`collects`) gets all the images together, whatever their grids."""
+        if getattr(self.method, "collects", False):
+            return [(lab, None, None) if details else lab for lab in self.method.collection(features, seeds)]
         if not hasattr(self.method, "batch"):
             return [self._peer(f, grid, s, details) for (f, grid), s in zip(features, seeds)]
         out: list = [None] * len(features)

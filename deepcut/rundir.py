@@ -73,14 +73,18 @@ def parse_override(override: str):
 
 
 def settings(cfg: DictConfig) -> dict:
-    """The settings the results depend on, flattened to dotted keys (settings.json). A value that
-    only refers to another setting (method.k: ${loss.k}) is that setting, recorded once."""
+    """The settings the results depend on, flattened to dotted keys (settings.json): the groups of
+    DeepCut's stages only for the methods that read them (deepcut.registry). A value that only
+    refers to another setting (${loss.k}) is that setting, recorded once."""
+    from deepcut.registry import METHOD_GROUPS, method_entry
+
+    unread = set(METHOD_GROUPS) - set(method_entry(cfg.method.name).groups)
     flat = {}
 
     def walk(raw: dict, value: dict, prefix: str) -> None:
         for k, v in value.items():
             key = f"{prefix}{k}"
-            if operational(key) or (isinstance(raw[k], str) and re.fullmatch(r"\$\{[\w.]+\}", raw[k])):
+            if operational(key) or key in unread or (isinstance(raw[k], str) and re.fullmatch(r"\$\{[\w.]+\}", raw[k])):
                 continue
             if isinstance(v, dict) and v:
                 walk(raw[k], v, key + ".")

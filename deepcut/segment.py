@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
 from deepcut.gnn import GNNBatch, degrees, propagate
-from deepcut.graph import affinity, cc_affinity, ncut_affinity, prepare_features, sparse_knn_affinity
+from deepcut.graph import AFFINITIES, affinity, node_features, sparse_knn_affinity
 from deepcut.losses import cc_loss, ncut_loss
 from deepcut.masks import relabel_background_first
 
@@ -41,7 +40,8 @@ class Optimisation:
 
 @dataclass
 class Graph:
-    center: bool = False
+    affinity: str | None = None  # the formula of W (graph.py): "ncut" (eq. 5-6), "cc" (eq. 7); None: the loss's
+    alpha: float = 3.0          # CC's shift of F F^T by max / alpha
     l2: bool = False
     power: float = 1.0
     knn: int | None = None
@@ -55,39 +55,36 @@ class GNN:
     dropout: float = 0.25
 
 
-@dataclass(frozen=True)
-class Objective:
-    """A clustering objective: the affinity it is defined on and its loss."""
-    affinity: Callable  # (similarities F F^T, their max, alpha, power) -> W (graph.py)
-    loss: Callable      # (S, W, degrees, ortho_weight) -> one loss per graph (losses.py)
-
-
+# The clustering objectives: (S, W, degrees, ortho_weight) -> one loss per graph (losses.py).
 OBJECTIVES = {
-    "ncut": Objective(ncut_affinity, ncut_loss),                                         # paper eq. 3-6
-    "cc": Objective(cc_affinity, lambda s, w, degree, ortho_weight: cc_loss(s, w)),      # paper eq. 7-8
+    "ncut": ncut_loss,                                                  # paper eq. 3-4
+    "cc": lambda s, w, degree, ortho_weight: cc_loss(s, w),             # paper eq. 8
 }
 
 
-def objective(name: str) -> Objective:
+def objective(name: str):
     if name not in OBJECTIVES:
         raise ValueError(f"loss.name={name!r}: use one of {', '.join(OBJECTIVES)}")
     return OBJECTIVES[name]
 
 
-def build_graph(features: torch.Tensor, *, loss: str = "ncut", alpha: float = 3.0,
-                graph: Graph = Graph()) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def build_graph(features: torch.Tensor, graph: Graph = Graph(), loss: str = "ncut") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(B, N, C) features -> W, the propagated features A_hat X (B, N, C) and W's degrees (B, N).
-    W is dense (B, N, N), or one image's sparse (N, N) kNN graph above graph.dense_max_n nodes.
-    The graph is fixed while the GNNs train, so all of this is computed once."""
-    formula = objective(loss).affinity
+    W is dense (B, N, N), or one image's sparse (N, N) kNN graph above graph.dense_max_n nodes;
+    its formula is graph.affinity, or the loss's own. The graph is fixed while the GNNs train, so
+    all of this is computed once."""
+    name = graph.affinity or loss
+    if name not in AFFINITIES:
+        raise ValueError(f"graph.affinity={name!r}: use one of {', '.join(AFFINITIES)} (null: the loss's own)")
+    formula = AFFINITIES[name]
     b, n, _ = features.shape
     if graph.knn is not None and n > graph.dense_max_n:
         if b > 1:
             raise ValueError("sparse graphs are built one image at a time (no batched sparse matmul)")
-        w = sparse_knn_affinity(features[0], graph.knn, formula, alpha, graph.center, graph.l2, graph.power)
+        w = sparse_knn_affinity(features[0], graph.knn, formula, graph.alpha, graph.l2, graph.power)
     else:
-        w = affinity(features, formula, alpha, graph.center, graph.l2, graph.power, graph.knn)
-    ax = propagate(w, prepare_features(features, graph.center, graph.l2))
+        w = affinity(features, formula, graph.alpha, graph.l2, graph.power, graph.knn)
+    ax = propagate(w, node_features(features, graph.l2))
     return w, ax, degrees(w).view(b, n)
 
 
@@ -116,7 +113,7 @@ def fit(w: torch.Tensor, ax: torch.Tensor, degree: torch.Tensor, seeds: list[int
     batch trains on without a host synchronisation per step (all done: checked every patience steps)."""
     if k < 2:
         raise ValueError(f"loss.k={k}: DeepCut needs at least 2 clusters")
-    loss_of = objective(loss).loss
+    loss_of = objective(loss)
     b, n, c = ax.shape
     r = opt.restarts
     shared = w if w.is_sparse else w[:, None]  # (B, 1, N, N): one W for an image's R restarts, no copies
@@ -178,7 +175,6 @@ class DeepCut:
     """
     loss: str = "ncut"
     k: int = 2
-    alpha: float = 3.0
     ortho_weight: float = 1.0
     mode: str = "single"
     split_background: bool = False
@@ -191,6 +187,7 @@ class DeepCut:
         for name, kind in (("graph", Graph), ("gnn", GNN), ("optimisation", Optimisation)):
             if isinstance(getattr(self, name), dict):
                 setattr(self, name, kind(**getattr(self, name)))
+        objective(self.loss)  # an unknown loss fails here, by its name
         if self.mode not in ("single", "parts"):
             raise ValueError(f"mode={self.mode!r}: use 'single' or 'parts'")
         if self.optimisation.combine not in ("best", "vote"):
@@ -228,7 +225,7 @@ class DeepCut:
         if self.graph.knn is not None and n > self.graph.dense_max_n and b > 1:  # sparse graphs: one image at a time
             fits = [self._fit(features[i:i + 1], [seeds[i]], k) for i in range(b)]
             return Fit(*(torch.cat([getattr(f, name) for f in fits]) for name in ("soft", "losses", "steps")))
-        w, ax, degree = build_graph(features, loss=self.loss, alpha=self.alpha, graph=self.graph)
+        w, ax, degree = build_graph(features, self.graph, self.loss)
         return fit(w, ax, degree, seeds, loss=self.loss, k=k, ortho_weight=self.ortho_weight, gnn=self.gnn,
                    opt=self.optimisation)
 

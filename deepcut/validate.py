@@ -96,6 +96,10 @@ def _backbone(b: DictConfig) -> list[str]:
             problems.append(f"backbone.{key}={b[key]!r}: use one of {', '.join(allowed)}")
     if not isinstance(b.get("batch_size"), int) or b.batch_size < 1:
         problems.append(f"backbone.batch_size={b.get('batch_size')!r}: must be a whole number >= 1")
+    if not isinstance(b.get("center", False), bool):
+        problems.append(f"backbone.center={b.center!r}: use true (centre each image's features) or false")
+    if not _whole(b.get("log_bin", 0)) or b.get("log_bin", 0) < 0:
+        problems.append(f"backbone.log_bin={b.log_bin!r}: the number of log-bin levels, a whole number >= 0 (0 = off)")
     weights = str(b.get("weights", "hub"))
     if weights not in ("hub", "offline", "random") and not Path(weights).expanduser().is_file():
         problems.append(f"backbone.weights={weights!r}: no such file (use hub, offline, random or the path "
@@ -122,8 +126,10 @@ def _deepcut(cfg: DictConfig) -> list[str]:
     loss, mode, opt, graph, gnn = (cfg.get(g) for g in ("loss", "mode", "optimizer", "graph", "gnn"))
     _check(problems, loss, "loss", "name", lambda v: v in ("ncut", "cc"), "use ncut or cc")
     _check(problems, loss, "loss", "k", lambda v: _whole(v) and v >= 2, "the number of clusters K must be a whole number >= 2")
-    if loss is not None and loss.get("name") == "cc":  # N-cut does not use alpha
-        _check(problems, loss, "loss", "alpha", lambda v: _number(v) and v > 0, "CC's affinity shift alpha must be > 0")
+    _check(problems, graph, "graph", "affinity", lambda v: v in (None, "ncut", "cc"),
+           "use null (the loss's own formula), ncut or cc")
+    if graph is not None and (graph.get("affinity") or (loss or {}).get("name")) == "cc":  # the N-cut formula has no alpha
+        _check(problems, graph, "graph", "alpha", lambda v: _number(v) and v > 0, "CC's affinity shift alpha must be > 0")
     _check(problems, loss, "loss", "ortho_weight", lambda v: _number(v) and math.isfinite(v) and v >= 0,
            "the orthogonality weight must be a finite number >= 0")
     _check(problems, mode, "mode", "name", lambda v: v in ("single", "parts"), "use single or parts")

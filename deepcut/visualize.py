@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from deepcut.graph import prepare_features
 
 BACKGROUND = (0, 0, 0)  # label 0 in label maps; overlays leave the background untinted
 BOX = (255, 255, 0)
@@ -117,23 +116,23 @@ def soft_maps(soft, size: tuple[int, int] | None = None, image: Image.Image | No
     return [heatmap(s, size, image=image) for s in soft]
 
 
-def patch_affinity(features: torch.Tensor, grid: tuple[int, int], patch: tuple[int, int],
-                   center: bool = False) -> torch.Tensor:
+def patch_affinity(features: torch.Tensor, grid: tuple[int, int], patch: tuple[int, int]) -> torch.Tensor:
     """Cosine similarity of patch (row, col) to every patch: (N, C) features -> (h, w) in [-1, 1].
-    center: subtract the image's mean feature first (graph.center), as the affinity W does."""
+    Give the features the method saw (Segmentation.features: centred when backbone.center is on;
+    uncentred DINOv2 keys are all alike, cosine > 0.5, and their map is uniformly red)."""
     h, w = grid
     row, col = patch
     if not (0 <= row < h and 0 <= col < w):
         raise ValueError(f"patch {patch} is outside the {h} x {w} patch grid")
-    f = prepare_features(features.detach().float().cpu(), center=center, l2=True)
+    f = torch.nn.functional.normalize(features.detach().float().cpu(), dim=-1)
     return (f @ f[row * w + col]).reshape(h, w)
 
 
 def affinity_map(features: torch.Tensor, grid: tuple[int, int], patch: tuple[int, int],
-                 size: tuple[int, int] | None = None, center: bool = False) -> Image.Image:
+                 size: tuple[int, int] | None = None) -> Image.Image:
     """`patch_affinity` in a diverging colormap over [-1, 1] (red: similar, blue: opposite), the
     chosen patch outlined in black."""
-    sim = patch_affinity(features, grid, patch, center)
+    sim = patch_affinity(features, grid, patch)
     picture = heatmap(sim, size, cmap=SIGNED_CMAP, vmin=-1.0, vmax=1.0)
     (h, w), (row, col) = grid, patch
     sx, sy = picture.width / w, picture.height / h
@@ -162,13 +161,11 @@ def foreground_patch(patch_labels) -> tuple[int, int]:
 
 
 def panels(image: Image.Image, labels, box=None, *, soft=None, eigenvector=None, features=None, grid=None,
-           patch_labels=None, patch: tuple[int, int] | None = None, center: bool = True) -> dict[str, Image.Image]:
+           patch_labels=None, patch: tuple[int, int] | None = None) -> dict[str, Image.Image]:
     """Every picture that applies to one result, all at the image's size except the legend's strip:
     "overlay", "labels" (with legend), "soft_<i>" for each channel of S, "eigenvector", and
     "affinity" (of `patch`, default `foreground_patch(patch_labels)`) when features and grid are
-    given. The arguments are a Segmentation's fields of the same names. center: the affinity of
-    mean-centred features (centring twice changes nothing, so centred features may be passed);
-    uncentred DINOv2 keys are all alike (cosine > 0.5) and their map is uniformly red."""
+    given. The arguments are a Segmentation's fields of the same names."""
     size = image.size
     out = {"overlay": overlay(image, labels, box), "labels": label_map(labels, size)}
     if soft is not None:
@@ -178,7 +175,7 @@ def panels(image: Image.Image, labels, box=None, *, soft=None, eigenvector=None,
     if features is not None and grid is not None:
         if patch is None:
             patch = foreground_patch(patch_labels) if patch_labels is not None else (grid[0] // 2, grid[1] // 2)
-        out["affinity"] = affinity_map(features, grid, patch, size, center=center)
+        out["affinity"] = affinity_map(features, grid, patch, size)
     return out
 
 

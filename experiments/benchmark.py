@@ -97,7 +97,7 @@ def is_paper_setting(cfg: DictConfig) -> bool:
     return (b.name.startswith("vit_small_patch8") and b.stride == 8 and b.resolution == 280 and b.facet == "key"
             and b.layer == -1 and b.resize == "square" and b.precision == "fp32" and not b.model_kwargs
             and cfg.loss.name == "ncut" and cfg.loss.k == 2 and cfg.mode.name == "single"
-            and not (g.center or g.l2 or g.knn) and g.power == 1.0
+            and not (b.center or b.log_bin or g.l2 or g.knn) and g.power == 1.0
             and dict(cfg.gnn) == {"hidden": 64, "mlp_hidden": 32, "dropout": 0.25}
             and o.steps == 10 and o.lr == 1e-3 and o.restarts == 1 and o.tol is None)
 
@@ -181,7 +181,7 @@ class PeakMemory:
 def build_graphs(method: segment.DeepCut, features: list[torch.Tensor]) -> None:
     """DeepCut's graph stage (W, A_hat X, degrees) for each image's (N, C) features, as its batch builds it."""
     for f in features:
-        segment.build_graph(f[None], loss=method.loss, alpha=method.alpha, graph=method.graph)
+        segment.build_graph(f[None], method.graph, method.loss)
 
 
 def summary(values: list[float]) -> dict:
@@ -198,7 +198,7 @@ class Bench:
         self.device = self.extractor.device
         self.clock = Clock(self.device)
         if not isinstance(self.method, segment.DeepCut):
-            raise SystemExit(f"the benchmark times DeepCut (method=deepcut), not {cfg.method._target_}")
+            raise SystemExit(f"the benchmark times DeepCut (method=deepcut), not {cfg.method.name}")
         folder = Path(__import__("skimage.data", fromlist=["data"]).__file__).parent
         self.paths = [folder / PHOTOS[i % len(PHOTOS)] for i in range(args.images)]
         self.seeds = [segment.derive_seed(cfg.seed, i) for i in range(args.images)]

@@ -39,7 +39,7 @@ from deepcut.segment import build_graph, derive_seed, fit, vote  # noqa: E402
 
 def fit_restarts(method, features: torch.Tensor, seeds: list[int], restarts: int):
     opt = type(method.optimisation)(**{**vars(method.optimisation), "restarts": restarts})
-    w, ax, degree = build_graph(features, loss=method.loss, alpha=method.alpha, graph=method.graph)
+    w, ax, degree = build_graph(features, method.graph, method.loss)
     return fit(w, ax, degree, seeds, loss=method.loss, k=method.k, ortho_weight=method.ortho_weight,
                gnn=method.gnn, opt=opt)
 

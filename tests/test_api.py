@@ -12,6 +12,7 @@ from PIL import Image
 
 import deepcut
 from deepcut.results import read_rows
+from deepcut.segment import derive_seed
 from deepcut.validate import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +54,7 @@ def test_defaults_are_the_configs():
     assert seg.extractor.resolution == cfg.backbone.resolution
     method = seg.method
     assert method.optimisation.restarts == cfg.optimizer.restarts and method.optimisation.combine == cfg.optimizer.combine
-    assert method.graph.center == cfg.graph.center and seg.center == cfg.graph.center
+    assert seg.extractor.center == cfg.backbone.center is True
     assert method.k == cfg.loss.k and method.loss == cfg.loss.name
 
 
@@ -96,15 +97,16 @@ def test_peers_show_the_vector_they_cut():
     assert out.patch_labels.flatten()[top] == 1 and not (out.patch_labels.flatten().bool() & ~side).any()
 
 
+@pytest.mark.parametrize("method", ["kmeans", "deepcut"])
 @pytest.mark.parametrize("center", [True, False])
-def test_peers_see_the_features_deepcut_sees(center):
-    """graph.center is a feature-preparation step for every method: the peers get the centred
-    features (DeepCut centres inside its graph stage)."""
-    seg = deepcut.create_segmenter("kmeans", backbone="tiny_random", device="cpu",
-                                   overrides=[f"graph.center={str(center).lower()}"])
+def test_every_method_sees_the_same_prepared_features(center, method):
+    """backbone.center is a feature-preparation step, the same for every method."""
+    seg = deepcut.create_segmenter(method, backbone="tiny_random", device="cpu",
+                                   overrides=[f"backbone.center={str(center).lower()}"])
     image = Image.fromarray(np.random.default_rng(2).integers(0, 255, (64, 64, 3), dtype=np.uint8))
     out = seg(image, ids="x")
+    seg.extractor.center = False
     raw, _ = seg.extractor([seg.extractor.preprocess(image)])[0]
     expected = raw - raw.mean(0) if center else raw
     assert torch.allclose(out.features, expected, atol=1e-5)
-    assert torch.equal(out.patch_labels, seg.method(expected, out.grid, seed=deepcut.pipeline.derive_seed(0, "x")))
+    assert torch.equal(out.patch_labels, seg.method(expected, out.grid, seed=derive_seed(0, "x")))

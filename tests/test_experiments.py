@@ -100,7 +100,8 @@ def test_paper_experiments_use_the_paper_settings(experiment):
         assert cfg.backbone.name == "vit_small_patch8_224.dino" and cfg.backbone.stride == 8
         assert cfg.backbone.resolution == 280
     assert (cfg.backbone.facet, cfg.backbone.layer, cfg.backbone.resize) == ("key", -1, "square")
-    assert cfg.graph.center is False and cfg.graph.l2 is False and cfg.graph.knn is None
+    assert cfg.backbone.center is False and cfg.backbone.log_bin == 0
+    assert cfg.graph.affinity is None and cfg.graph.l2 is False and cfg.graph.knn is None
     assert cfg.graph.power == 1.0 and cfg.loss.ortho_weight == 1.0
     assert (cfg.optimizer.lr, cfg.optimizer.restarts, cfg.optimizer.combine) == (1e-3, 1, "best")
     assert cfg.optimizer.tol is None and cfg.optimizer.weight_decay == 0.01
@@ -108,7 +109,7 @@ def test_paper_experiments_use_the_paper_settings(experiment):
     assert cfg.optimizer.steps == (100 if table == "table3" else 10)
     assert cfg.postprocess.bilateral is False
     if cfg.loss.name == "cc":
-        assert (cfg.loss.k, cfg.loss.alpha) == (10, 3.0)
+        assert (cfg.loss.k, cfg.graph.alpha) == (10, 3.0)
     elif table == "table3":
         assert (cfg.mode.name, cfg.loss.k) == ("parts", 4)
     else:
@@ -170,7 +171,7 @@ def test_optuna_sweeper_config_composes():
     cfg = compose_config("sweeper=optuna", "experiment=paper_table1_voc07_ncut", hydra=True)
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
-    assert set(sweeper.params) >= {"loss.alpha", "optimizer.lr", "optimizer.steps"}
+    assert set(sweeper.params) >= {"graph.alpha", "optimizer.lr", "optimizer.steps"}
     assert cfg.objective == "corloc"  # the experiment's metric wins over the sweeper's default
     get_object(sweeper._target_)
 
@@ -268,4 +269,4 @@ def test_optuna_search_optimises_the_objective_run_py_returns(tmp_path, photos):
     assert len(done) == 2
     result = OmegaConf.load(sweep / "optimization_results.yaml")
     assert math.isclose(result.best_value, max(s["miou"] for s in done.values()))
-    assert set(result.best_params) == {"loss.alpha", "optimizer.lr", "optimizer.steps"}
+    assert set(result.best_params) == {"graph.alpha", "optimizer.lr", "optimizer.steps"}

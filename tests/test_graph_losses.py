@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from deepcut.features import center
 from deepcut.gnn import propagate
 from deepcut.graph import affinity, cc_affinity, keep_knn, ncut_affinity
 from deepcut.losses import cc_loss, ncut_loss
@@ -24,9 +25,10 @@ def test_cc_affinity_is_paper_eq_7():
         affinity(F, cc_affinity, alpha=0)
 
 
-def test_center_and_l2_options():
+def test_centred_features_and_l2_option():
     centred = F - F.mean(0)
-    assert torch.allclose(affinity(F, cc_affinity, center=True), centred @ centred.T - (centred @ centred.T).max() / 3)
+    assert torch.equal(center(F), centred) and torch.allclose(center(F[None])[0], centred)  # per image
+    assert torch.allclose(affinity(center(F), cc_affinity), centred @ centred.T - (centred @ centred.T).max() / 3)
     w = affinity(F, l2=True)
     assert torch.allclose(w.diagonal(), torch.ones(4))  # cosine self-similarity, max 1
     assert w[0, 1] == 1 and w[0, 2] == 0 and w[0, 3] == 0
@@ -46,9 +48,9 @@ def test_knn_keeps_each_nodes_strongest_edges_symmetrically():
 
 def test_batched_affinity_equals_per_image():
     f = torch.randn(3, 10, 4, generator=torch.Generator().manual_seed(0))
-    batched = affinity(f, center=True)
+    batched = affinity(center(f))
     for i in range(3):
-        assert torch.allclose(batched[i], affinity(f[i], center=True))
+        assert torch.allclose(batched[i], affinity(center(f[i])))
 
 
 def test_propagate_is_symmetric_normalised_adjacency():
@@ -93,17 +95,18 @@ def test_cc_loss_closed_form():
 @pytest.mark.parametrize("loss", ["ncut", "cc"])
 def test_sparse_knn_graph_equals_the_dense_one(loss):
     from deepcut.graph import sparse_knn_affinity
-    from deepcut.segment import OBJECTIVES, Graph, Optimisation, build_graph, fit
-    formula = OBJECTIVES[loss].affinity
-    f = torch.randn(300, 16, generator=torch.Generator().manual_seed(0))
-    dense = affinity(f, formula, center=True, knn=10)
-    sparse = sparse_knn_affinity(f, 10, formula, center=True, chunk=64)  # several chunks
+    from deepcut.graph import AFFINITIES
+    from deepcut.segment import Graph, Optimisation, build_graph, fit
+    formula = AFFINITIES[loss]
+    f = center(torch.randn(300, 16, generator=torch.Generator().manual_seed(0)))
+    dense = affinity(f, formula, knn=10)
+    sparse = sparse_knn_affinity(f, 10, formula, chunk=64)  # several chunks
     assert sparse.is_sparse and torch.allclose(sparse.to_dense(), dense, atol=1e-5)
     assert torch.allclose(propagate(sparse, f), propagate(dense, f), atol=1e-5)
     # Training on either graph gives the same clustering.
     opt = Optimisation(restarts=3)
-    a = fit(*build_graph(f[None], loss=loss, graph=Graph(center=True, knn=10)), [1], loss=loss, opt=opt)
-    graph = build_graph(f[None], loss=loss, graph=Graph(center=True, knn=10, dense_max_n=100))
+    a = fit(*build_graph(f[None], Graph(knn=10), loss), [1], loss=loss, opt=opt)
+    graph = build_graph(f[None], Graph(knn=10, dense_max_n=100), loss)
     assert graph[0].is_sparse
     b = fit(*graph, [1], loss=loss, opt=opt)
     assert torch.equal(a.ids, b.ids) and torch.allclose(a.losses, b.losses, rtol=1e-4)

@@ -404,7 +404,7 @@ def config(*overrides: str):
     (["backbone.resolution=4"], "backbone.resolution=4"),
     (["+backbone.model_kwargs.nonsense=1"], "backbone.model_kwargs"),
     (["loss.k=1"], "loss.k=1"),
-    (["loss=cc", "loss.alpha=0"], "loss.alpha=0"),
+    (["loss=cc", "graph.alpha=0"], "graph.alpha=0"),
     (["optimizer.steps=0"], "optimizer.steps=0"),
     (["optimizer.lr=-0.001"], "optimizer.lr=-0.001"),
     (["mode=parts", "loss.k=1"], "loss.k=1"),

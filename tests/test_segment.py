@@ -11,7 +11,7 @@ from deepcut.segment import GNN, OBJECTIVES, DeepCut, Graph, Optimisation, build
 
 def train(features, seeds, *, loss="ncut", graph=Graph(), **kwargs):
     """build_graph then fit: B images' features -> Fit."""
-    return fit(*build_graph(features, loss=loss, graph=graph), seeds, loss=loss, **kwargs)
+    return fit(*build_graph(features, graph, loss), seeds, loss=loss, **kwargs)
 
 
 def grouped_features(labels: torch.Tensor, centres: torch.Tensor, noise: float = 0.05, seed: int = 0):
@@ -73,7 +73,7 @@ def test_any_k_and_non_square_grid_give_contiguous_labels(k, grid):
 
 def test_seed_is_per_image_and_batch_independent():
     f = torch.randn(4, 30, 8, generator=torch.Generator().manual_seed(0))
-    method = DeepCut(graph=Graph(center=True), optimisation=Optimisation(steps=20, lr=1e-2, restarts=2))
+    method = DeepCut(graph=Graph(), optimisation=Optimisation(steps=20, lr=1e-2, restarts=2))
     seeds = [derive_seed(0, f"img{i}") for i in range(4)]
     batched = method.batch(f, (5, 6), seeds)
     for i in range(4):
@@ -95,7 +95,7 @@ def test_batched_training_equals_one_image_at_a_time():
 
 def test_restarts_keep_the_lowest_loss():
     f = torch.randn(50, 8, generator=torch.Generator().manual_seed(3))
-    g, opt = Graph(center=True), Optimisation(steps=30, lr=1e-2, restarts=6)
+    g, opt = Graph(), Optimisation(steps=30, lr=1e-2, restarts=6)
     result = train(f[None], [7], graph=g, opt=opt)
     ids, losses = result.ids, result.losses
     assert ids.shape == (1, 6, 50) and losses.shape == (1, 6) and result.soft.shape == (1, 6, 50, 2)
@@ -112,9 +112,9 @@ def test_restarts_keep_the_lowest_loss():
 def test_vote_is_the_foreground_majority_of_the_restarts():
     f = torch.randn(60, 8, generator=torch.Generator().manual_seed(4))
     opt = Optimisation(restarts=5, combine="vote")
-    ids = train(f[None], [3], graph=Graph(center=True), opt=opt).ids
+    ids = train(f[None], [3], graph=Graph(), opt=opt).ids
     fg = torch.stack([relabel_background_first(i.view(6, 10)) > 0 for i in ids[0]]).sum(0)
-    out = DeepCut(graph=Graph(center=True), optimisation=opt)(f, (6, 10), seed=3)
+    out = DeepCut(graph=Graph(), optimisation=opt)(f, (6, 10), seed=3)
     assert torch.equal(out, (fg >= 3).long())
 
 
@@ -135,14 +135,14 @@ def test_soft_assignment_of_the_best_restart_in_label_order():
 def test_soft_assignment_of_the_vote_is_the_mean_foreground_probability():
     f = torch.randn(60, 8, generator=torch.Generator().manual_seed(4))
     opt = Optimisation(restarts=5, combine="vote")
-    result = train(f[None], [3], graph=Graph(center=True), opt=opt)
+    result = train(f[None], [3], graph=Graph(), opt=opt)
     foreground = torch.zeros(60)
     for s, ids in zip(result.soft[0], result.ids[0]):  # each restart: 1 - P(its border cluster)
         background = ids[relabel_background_first(ids.view(6, 10)).flatten() == 0][0]
         foreground += (1 - s[:, background]) / 5
-    (labels, soft), = DeepCut(graph=Graph(center=True), optimisation=opt).batch(f[None], (6, 10), [3], soft=True)
+    (labels, soft), = DeepCut(graph=Graph(), optimisation=opt).batch(f[None], (6, 10), [3], soft=True)
     assert torch.allclose(soft[1].flatten(), foreground) and torch.allclose(soft[0], 1 - soft[1])
-    assert torch.equal(labels, DeepCut(graph=Graph(center=True), optimisation=opt)(f, (6, 10), seed=3))
+    assert torch.equal(labels, DeepCut(graph=Graph(), optimisation=opt)(f, (6, 10), seed=3))
 
 
 def test_soft_assignment_of_parts_is_the_second_stage():
@@ -206,7 +206,7 @@ def test_stopped_gnns_keep_their_parameters_while_the_batch_trains_on():
 def test_objectives_table_and_unknown_loss():
     assert set(OBJECTIVES) == {"ncut", "cc"}
     with pytest.raises(ValueError, match="loss.name='bogus'"):
-        DeepCut(loss="bogus")(torch.randn(20, 4), (4, 5), seed=0)
+        DeepCut(loss="bogus")
 
 
 def test_dropout_masks_are_per_image_restart_and_step():

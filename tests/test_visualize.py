@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from deepcut import visualize as viz
+from deepcut.features import center
 
 
 def rgb_of(cmap, x):
@@ -127,14 +128,14 @@ def test_patch_affinity_is_the_cosine_similarity_to_the_chosen_patch():
     assert sim.shape == (4, 6)
     assert sim[1, 0] == pytest.approx(1.0, abs=1e-6)
     assert (sim[:, :2] > 0.99).all() and (sim[:, 2:].abs() < 0.05).all()
-    centred = viz.patch_affinity(f, (4, 6), (1, 0), center=True)
+    centred = viz.patch_affinity(center(f), (4, 6), (1, 0))
     assert (centred[:, 2:] < -0.9).all()  # after centring the two groups point opposite ways
     with pytest.raises(ValueError, match="outside the 4 x 6 patch grid"):
         viz.patch_affinity(f, (4, 6), (4, 0))
 
 
 def test_affinity_map_colours_similar_patches_red_and_marks_the_patch():
-    px = np.asarray(viz.affinity_map(two_groups(), (4, 6), (1, 0), size=(60, 40), center=True))
+    px = np.asarray(viz.affinity_map(center(two_groups()), (4, 6), (1, 0), size=(60, 40)))
     assert px.shape == (40, 60, 3)
     similar, opposite = px[35, 15], px[35, 45]
     assert similar[0] > similar[2] and opposite[2] > opposite[0]
