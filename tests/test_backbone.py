@@ -129,3 +129,25 @@ def test_unreachable_hub_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HOME", "/nonexistent-deepcut-test")  # no locally cached copy either
     with pytest.raises(BackboneError, match="backbone.weights=hub could not fetch.*dinov2_vits14_offline"):
         create_backbone("vit_small_patch16_224.dino", "hub")
+
+
+def test_registered_weights_are_loaded_by_name(monkeypatch):
+    """backbone.weights=<name> of a registered source loads its state dict (strictly)."""
+    import sys
+    import types
+
+    from deepcut import backbone
+
+    reference = create_backbone("vit_small_patch8_224", "random", **TINY).state_dict()
+    state = {k: torch.full_like(v, 0.5) for k, v in reference.items()}
+    module = types.ModuleType("fake_weights")
+    module.load = lambda: state
+    monkeypatch.setitem(sys.modules, "fake_weights", module)
+    backbone.register_weights("halves", "fake_weights:load")
+    try:
+        model = create_backbone("vit_small_patch8_224", "halves", **TINY)
+        assert all(torch.equal(v, torch.full_like(v, 0.5)) for v in model.state_dict().values())
+        with pytest.raises(ValueError, match="registered twice"):
+            backbone.register_weights("halves", "fake_weights:load")
+    finally:
+        backbone.WEIGHTS.pop("halves", None)
