@@ -87,7 +87,18 @@ def test_folder_dataset_and_evaluate_reproduce_the_run(tmp_path):
     out = tmp_path / "run"
     run(f"hydra.run.dir={out}", *TINY, "dataset=folder", f"dataset.root={tmp_path / 'data'}")
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["n_images"] == 4 and 0 <= summary["miou"] <= 1
+    assert summary["n_images"] == 4 and summary["n_evaluated"] == 4
+    # The numbers are the saved label maps' against the known square: IoU and accuracy per image.
+    truth = np.zeros((48, 64), bool)
+    truth[10:30, 20:44] = True
+    rows = pd.read_csv(out / "results.csv").set_index("id")
+    ious = []
+    for sid, lab in labels_of(out).items():
+        pred = lab > 0
+        iou = (pred & truth).sum() / (pred | truth).sum() if (pred | truth).any() else 1.0
+        assert rows.loc[sid, "iou"] == pytest.approx(iou) and rows.loc[sid, "acc"] == pytest.approx((pred == truth).mean())
+        ious.append(iou)
+    assert summary["miou"] == pytest.approx(np.mean(ious))
     run(str(out), script="evaluate.py")
     again = json.loads((out / "evaluation.json").read_text())
     for key in ("miou", "acc", "max_f_beta"):
