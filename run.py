@@ -14,6 +14,7 @@ reason is in its error.txt) and exits with the largest of their codes.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
@@ -47,9 +48,19 @@ def segment(cfg: DictConfig, out: Path, dataset, segmenter, writer, logger) -> t
     todo = [i for i, sid in enumerate(dataset.ids) if sid not in writer.done]
     if len(todo) < len(dataset):
         log.info("resuming %s: %d of %d images already done", out, len(dataset) - len(todo), len(dataset))
-    loader = DataLoader(segmenter.loading(dataset, todo), batch_size=segmenter.extractor.batch_size,
-                        num_workers=cfg.num_workers, collate_fn=list,
-                        pin_memory=segmenter.extractor.device.type == "cuda")
+    size = segmenter.batch_size
+    if getattr(segmenter.method, "collects", False):
+        # A collection is a fixed run of the data set's images, so a resumed run trains the same
+        # collections: one left unfinished is processed whole again, and only its missing rows written.
+        groups = [range(a, min(a + size, len(dataset))) for a in range(0, len(dataset), size)]
+        groups = [g for g in groups if any(dataset.ids[i] not in writer.done for i in g)]
+        todo = [i for g in groups for i in g]
+        starts = [0, *itertools.accumulate(len(g) for g in groups)]
+        batching = {"batch_sampler": [list(range(a, z)) for a, z in zip(starts, starts[1:])]}
+    else:
+        batching = {"batch_size": size}
+    loader = DataLoader(segmenter.loading(dataset, todo), **batching, num_workers=cfg.num_workers,
+                        collate_fn=list, pin_memory=segmenter.extractor.device.type == "cuda")
     bar = tqdm(total=len(todo), desc=f"{dataset.name}", unit="img", dynamic_ncols=True)
     batches = iter(loader)  # DataLoader workers start now, with the default handlers
     stop = rundir.STOP  # installed by main
@@ -64,6 +75,8 @@ def segment(cfg: DictConfig, out: Path, dataset, segmenter, writer, logger) -> t
                     break
                 raise
             for row, extras in segmenter.process(batch):
+                if str(row["id"]) in writer.done:  # redone with its unfinished collection
+                    continue
                 writer.add(row, *extras)
                 logger.log_image(row, out / "overlays" / f"{row['id']}.jpg" if extras and cfg.save_overlays else None)
             bar.update(len(batch))

@@ -11,6 +11,7 @@ Where each dataset comes from and how to lay it out: datasets/<name>/README.md.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import logging
@@ -406,14 +407,20 @@ class CUB(ImageDataset):
     (the 1000 images marked 2 in ReDO's train_val_test_split.txt; see the README for why).
     ``masks``: "auto" uses segmentations/ when it is there and otherwise evaluates boxes (CorLoc)
     and keypoints (NMI/ARI) only, with a warning; true requires the masks; false ignores them.
+    ``crop``: "bbox" crops each image (mask, keypoints) to the bird's box, the parts protocol of
+    SCOPS and Choudhury et al. 2021 (their loader's crop_to_bbox: integer box, keypoints shifted
+    and clamped into the crop); "none" keeps the whole photo.
     """
     name = "cub"
     SUBSETS = ("test", "test1000", "all")
 
     def __init__(self, root, subset: str = "test", masks="auto", limit: int | None = None, shard: int = 0,
-                 num_shards: int = 1):
+                 num_shards: int = 1, crop: str = "none"):
         if subset not in self.SUBSETS:
             raise self._error(f"subset must be one of {', '.join(self.SUBSETS)}, got {subset!r}")
+        if crop not in ("none", "bbox"):
+            raise self._error(f"crop must be none or bbox, got {crop!r}")
+        self.crop = crop
         if masks not in ("auto", True, False):
             raise self._error(f"masks must be auto, true or false, got {masks!r}")
         root = Path(root)
@@ -452,6 +459,19 @@ class CUB(ImageDataset):
             if missing:
                 raise self._error(f"{len(missing)} of {len(entries)} {kind} files are missing (first: {missing[0]})")
         super().__init__(entries, limit, shard, num_shards)
+
+    def __getitem__(self, i: int) -> Sample:
+        sample = super().__getitem__(i)
+        if self.crop == "none":
+            return sample
+        x0, y0, x1, y1 = (int(v) for v in sample.boxes[0])
+        x1, y1 = max(min(x1, sample.image.width), x0 + 1), max(min(y1, sample.image.height), y0 + 1)
+        parts = sample.parts.copy()
+        parts[:, 0] = np.clip(parts[:, 0] - x0, 0, x1 - x0 - 1e-3)
+        parts[:, 1] = np.clip(parts[:, 1] - y0, 0, y1 - y0 - 1e-3)
+        return dataclasses.replace(sample, image=sample.image.crop((x0, y0, x1, y1)),
+                                   mask=None if sample.mask is None else sample.mask[y0:y1, x0:x1],
+                                   boxes=np.array([[0, 0, x1 - x0, y1 - y0]], np.float32), parts=parts)
 
     def _table(self, path: Path, columns: int) -> np.ndarray:
         """A whitespace-separated numeric index file (fast enough for the 176k lines of part_locs.txt)."""

@@ -53,10 +53,13 @@ class GNNBatch(torch.nn.Module):
     """Parameters of B images x R restarts GNNs: one (B, R, P) tensor, each GNN's P numbers holding
     its layers' weights (in, out) and biases. P is padded to a multiple of 64, so the optimiser's vectorised update treats every
     image's numbers alike whatever B (a tensor's tail is updated by scalar code that rounds
-    differently). Initialised on the CPU, so every device starts from the same parameters."""
+    differently). Initialised on the CPU, so every device starts from the same parameters: image b's
+    from init_seeds[b] (default: its seed; one init seed for all images = the original's shared
+    initialisation), its dropout masks always from seeds[b]."""
 
     def __init__(self, seeds: list[int], restarts: int, in_dim: int, k: int, hidden: int = 64,
-                 mlp_hidden: int = 32, dropout: float = 0.25, device: torch.device | str = "cpu"):
+                 mlp_hidden: int = 32, dropout: float = 0.25, device: torch.device | str = "cpu",
+                 init_seeds: list[int] | None = None):
         super().__init__()
         self.seeds, self.restarts, self.dropout = list(seeds), restarts, dropout
         self.device = torch.device(device)
@@ -72,7 +75,7 @@ class GNNBatch(torch.nn.Module):
         size = -(-sum(sizes) // 64) * 64
         bound = torch.cat(bounds + [torch.zeros(size - sum(sizes))])
         draws = torch.stack([torch.rand((restarts, size), generator=torch.Generator().manual_seed(stream_seed(s, "init")))
-                             for s in seeds])  # (B, R, P): one draw per image
+                             for s in (seeds if init_seeds is None else init_seeds)])  # (B, R, P): one draw per image
         self.flat = torch.nn.Parameter(((draws * 2 - 1) * bound).to(self.device))
         self.offsets = [0] + list(itertools.accumulate(sizes))
         # Dropout keeps a unit when a uniform 16-bit integer is >= this (p = 0.25 exactly: 2^14/2^16).

@@ -137,9 +137,9 @@ class ResultsWriter:
     def add(self, row: dict, image: Image.Image | None = None, labels: torch.Tensor | None = None,
             mask: torch.Tensor | None = None, box: torch.Tensor | None = None) -> None:
         if labels is not None:
-            row["n_labels"] = int(labels.max()) + 1
+            row["n_labels"] = int(labels.unique().numel())  # clusters found (a collection's ids may skip some)
             if self.save_labels:
-                dtype = np.uint8 if row["n_labels"] <= 256 else np.uint16
+                dtype = np.uint8 if int(labels.max()) < 256 else np.uint16
                 atomic_save_image(Image.fromarray(labels.numpy().astype(dtype)), self.out / "labels" / f"{row['id']}.png")
             if self.save_overlays and image is not None:
                 atomic_save_image(overlay(image, labels, box), self.out / "overlays" / f"{row['id']}.jpg", quality=90)
@@ -168,7 +168,8 @@ def summarize_run(rows: list[dict], **info) -> dict:
     """The summary of per-image rows: metric means, maxFβ, CorLoc, pooled parts NMI/ARI, and the
     counts n_images (rows), n_failed (rows with an error), n_evaluated (rows the metric means are
     over: no error and some ground truth) and n_degenerate (one cluster for every patch; their
-    metrics are in the means). Rows are taken in id order, so the means do not depend on the order
+    metrics are in the means); n_labels_mean and n_labels_counts (labels per image, background
+    included: how many clusters were found, their distribution). Rows are taken in id order, so the means do not depend on the order
     the images were processed in (a resumed run gives the same numbers)."""
     rows = sorted(rows, key=lambda r: str(r["id"]))
     s = metrics.summarize(rows)
@@ -184,6 +185,10 @@ def summarize_run(rows: list[dict], **info) -> dict:
     for k in ("x0", "y0", "x1", "y1", "n_labels", "degenerate"):
         s.pop(k, None)
     ok = [r for r in rows if not r.get("error")]
+    found = [r["n_labels"] for r in ok if isinstance(r.get("n_labels"), int)]
+    if found:  # k-less clustering: how many clusters the images got (background included)
+        s["n_labels_mean"] = float(np.mean(found))
+        s["n_labels_counts"] = {str(n): found.count(n) for n in sorted(set(found))}
     s["n_evaluated"] = sum(any(_present(r.get(k)) for k in ("iou", "corloc", "kp_gt")) for r in ok)
     s["n_degenerate"] = sum(r.get("degenerate") is True for r in ok)
     return {**s, **info}

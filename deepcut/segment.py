@@ -6,8 +6,14 @@ Differences from the original code, on purpose:
     the softmax of the last training pass, which depends on that step's dropout mask;
   * each GNN is initialised from a seed derived from (run seed, image id, restart), so results do
     not depend on image order, batch composition or device;
-  * optional restarts, combined by the lowest loss or by a foreground majority vote (the vote
-    yields a binary foreground/background map), and a stopping rule; off in the paper recipe.
+  * optional restarts, combined by the lowest loss or, for a foreground/background split only
+    (N-cut, K = 2), by a foreground majority vote; and a stopping rule; off in the paper recipe;
+  * gnn.init=shared starts every image from one initialisation (the original loads one saved
+    initialisation for all images), drawn from the run seed, so results still do not depend on
+    image order or batching;
+  * a collection mode: one GNN trained on the graphs of several images at once (one loss summed
+    over the graphs, each graph its own block), so a cluster id names the same cluster in every
+    image of the collection.
 """
 from __future__ import annotations
 
@@ -19,7 +25,8 @@ import torch
 from deepcut.gnn import GNNBatch, degrees, propagate
 from deepcut.graph import AFFINITIES, affinity, node_features, sparse_knn_affinity
 from deepcut.losses import cc_loss, ncut_loss
-from deepcut.masks import relabel_background_first
+from deepcut.masks import border_counts, relabel_background_first
+from deepcut.validate import ConfigError
 
 
 def derive_seed(*parts) -> int:
@@ -33,7 +40,8 @@ class Optimisation:
     lr: float = 1e-3
     weight_decay: float = 0.01  # torch AdamW's default, as in the original
     restarts: int = 1
-    combine: str = "best"       # over restarts: "best" (lowest loss) or "vote" (foreground majority)
+    combine: str = "auto"       # over restarts: "best" (lowest loss), "vote" (foreground majority: N-cut
+                                # K = 2 only) or "auto" (vote for N-cut K = 2, best otherwise)
     tol: float | None = None    # stop a GNN once its loss improved by < tol (relative) ...
     patience: int = 10          # ... for this many consecutive steps
 
@@ -53,6 +61,7 @@ class GNN:
     hidden: int = 64
     mlp_hidden: int = 32
     dropout: float = 0.25
+    init: str = "per_image"     # "per_image": each image's GNN from its own seed; "shared": all from one
 
 
 # The clustering objectives: (S, W, degrees, ortho_weight) -> one loss per graph (losses.py).
@@ -103,10 +112,17 @@ class Fit:
 
 
 def fit(w: torch.Tensor, ax: torch.Tensor, degree: torch.Tensor, seeds: list[int], *, loss: str = "ncut", k: int = 2,
-        ortho_weight: float = 1.0, gnn: GNN = GNN(), opt: Optimisation = Optimisation()) -> Fit:
+        ortho_weight: float = 1.0, gnn: GNN = GNN(), opt: Optimisation = Optimisation(),
+        init_seeds: list[int] | None = None) -> Fit:
     """Train R = opt.restarts GNNs per image on the graph of `build_graph`, all B*R as one batch;
     image b's GNNs draw their randomness from seeds[b] only. The prediction is an eval-mode forward
-    (no dropout) after a GNN's last step.
+    (no dropout) after a GNN's last step. init_seeds: where image b's initialisation comes from
+    (default: seeds[b]; one value for all = a shared initialisation).
+
+    A collection (one GNN over G graphs, B = 1): ax (1, N_1 + ... + N_G, C) holds the graphs' nodes
+    one after another, w and degree are lists of each graph's W (1, N_g, N_g) (or sparse (N_g, N_g))
+    and degrees (1, N_g); the loss is the sum of the graphs' losses, each on its own block of S, so
+    no dense union of all nodes is ever built.
 
     With the stopping rule (opt.tol), a GNN stops once its loss has improved by less than tol
     (relative) for `patience` consecutive steps; its parameters are kept from then on, while the
@@ -116,13 +132,20 @@ def fit(w: torch.Tensor, ax: torch.Tensor, degree: torch.Tensor, seeds: list[int
     loss_of = objective(loss)
     b, n, c = ax.shape
     r = opt.restarts
-    shared = w if w.is_sparse else w[:, None]  # (B, 1, N, N): one W for an image's R restarts, no copies
-    degree = degree.view(b, 1, n)
+    if isinstance(w, list):  # a collection: a block per graph
+        sizes = [int(d.shape[-1]) for d in degree]
+        blocks = [(wg if wg.is_sparse else wg[:, None], dg.view(1, 1, -1)) for wg, dg in zip(w, degree)]
 
-    def losses(s: torch.Tensor) -> torch.Tensor:  # (B, R, N, K) -> (B, R)
-        return loss_of(s, shared, degree, ortho_weight)
+        def losses(s: torch.Tensor) -> torch.Tensor:  # (1, R, sum N_g, K) -> (1, R)
+            return sum(loss_of(sg, wg, dg, ortho_weight) for sg, (wg, dg) in zip(s.split(sizes, dim=-2), blocks))
+    else:
+        shared = w if w.is_sparse else w[:, None]  # (B, 1, N, N): one W for an image's R restarts, no copies
+        degree = degree.view(b, 1, n)
 
-    model = GNNBatch(seeds, r, c, k, gnn.hidden, gnn.mlp_hidden, gnn.dropout, device=ax.device)
+        def losses(s: torch.Tensor) -> torch.Tensor:  # (B, R, N, K) -> (B, R)
+            return loss_of(s, shared, degree, ortho_weight)
+
+    model = GNNBatch(seeds, r, c, k, gnn.hidden, gnn.mlp_hidden, gnn.dropout, device=ax.device, init_seeds=init_seeds)
     inputs = model.inputs(ax)
     optimiser = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay, fused=True)
     steps = torch.full((b, r), opt.steps, device=ax.device)
@@ -171,7 +194,9 @@ class DeepCut:
                    background is split into `background_k` parts too: its largest part stays 0 and
                    the others follow the foreground parts, so then every label > 0 is a part, not
                    necessarily foreground.
-    Labels are always contiguous; the foreground mask of every method is labels > 0.
+    Labels are contiguous per image, except in collection mode (collection_size > 0, see
+    `collection`), where they are the collection's; the foreground mask of every method is labels > 0.
+    seed: the run seed, which the shared initialisation (gnn.init=shared) is drawn from.
     """
     loss: str = "ncut"
     k: int = 2
@@ -179,6 +204,8 @@ class DeepCut:
     mode: str = "single"
     split_background: bool = False
     background_k: int = 2
+    collection_size: int = 0    # images whose graphs one GNN trains on together; 0: each image alone
+    seed: int = 0
     graph: Graph = field(default_factory=Graph)
     gnn: GNN = field(default_factory=GNN)
     optimisation: Optimisation = field(default_factory=Optimisation)
@@ -190,8 +217,39 @@ class DeepCut:
         objective(self.loss)  # an unknown loss fails here, by its name
         if self.mode not in ("single", "parts"):
             raise ValueError(f"mode={self.mode!r}: use 'single' or 'parts'")
-        if self.optimisation.combine not in ("best", "vote"):
-            raise ValueError(f"optimizer.combine={self.optimisation.combine!r}: use 'best' or 'vote'")
+        combine = self.optimisation.combine
+        if combine not in ("auto", "best", "vote"):
+            raise ConfigError(f"optimizer.combine={combine!r}: use auto, best or vote")
+        if combine == "vote" and not (self.loss == "ncut" and self._first_k == 2):
+            raise ConfigError(
+                f"optimizer.combine=vote cannot be honoured with loss={self.loss}, loss.k={self.k}, mode={self.mode}: "
+                "the vote merges the restarts into one foreground/background map, which keeps only an N-cut "
+                "with K = 2 (mode single, or the first stage of mode parts) intact and would destroy these "
+                "clusters. Use combine=best (the lowest-loss restart) or auto (vote for N-cut K = 2, best otherwise).")
+        if self.gnn.init not in ("per_image", "shared"):
+            raise ConfigError(f"gnn.init={self.gnn.init!r}: use per_image or shared")
+        if not isinstance(self.collection_size, int) or self.collection_size < 0:
+            raise ConfigError(f"mode.collection_size={self.collection_size!r}: a whole number of images >= 0 (0: each image alone)")
+        if self.collection_size and self.split_background:
+            raise ConfigError("mode.split_background=true with mode.collection_size > 0: the collection mode splits "
+                              "the foregrounds only; set one of them off")
+
+    @property
+    def _first_k(self) -> int:
+        return 2 if self.mode == "parts" else self.k
+
+    @property
+    def collects(self) -> bool:
+        """Collection mode: the Segmenter hands `collection` all the images of a collection at once."""
+        return self.collection_size > 0
+
+    def _votes(self, k: int) -> bool:
+        """Whether restarts are combined by the foreground vote: only for a foreground/background split."""
+        combine = self.optimisation.combine
+        return combine == "vote" or (combine == "auto" and self.loss == "ncut" and k == 2)
+
+    def _init_seeds(self, n: int) -> list[int] | None:
+        return [derive_seed(self.seed, "init")] * n if self.gnn.init == "shared" else None
 
     def __call__(self, features: torch.Tensor, grid: tuple[int, int], *, seed: int = 0) -> torch.Tensor:
         return self.batch(features[None], grid, [seed])[0]
@@ -204,21 +262,78 @@ class DeepCut:
         0 = its complement; in mode parts the second stage's S on the foreground (and, with
         split_background, on the background), probability 1 on label 0 elsewhere. Clusters left
         without a patch get the channels after the labels."""
-        first_k = 2 if self.mode == "parts" else self.k
-        result = self._fit(features, seeds, first_k)
-        ids, probs = result.ids, result.soft
         out = []
-        for b in range(len(ids)):
-            if self.optimisation.combine == "vote":
-                labels, channels = vote(probs[b], grid)
-            else:  # the restart with the lowest (eval-mode) loss
-                r = result.losses[b].argmin()
-                labels = relabel_background_first(ids[b, r].view(grid)).flatten()
-                channels = in_label_order(probs[b, r].T, ids[b, r], labels)
+        for b, (labels, channels) in enumerate(self._first_stage(features, grid, seeds)):
             if self.mode == "parts":
                 labels, channels = self._split(features[b], labels, seeds[b])
             out.append((labels.view(grid), channels.view(-1, *grid)) if soft else labels.view(grid))
         return out
+
+    def _first_stage(self, features: torch.Tensor, grid: tuple[int, int], seeds: list[int]) -> list:
+        """(B, N, C) -> per image (N,) labels and (C, N) soft assignment of the single clustering
+        (mode single) or the foreground/background stage (mode parts), restarts combined."""
+        result = self._fit(features, seeds, self._first_k)
+        out = []
+        for b in range(len(seeds)):
+            if self._votes(self._first_k):
+                out.append(vote(result.soft[b], grid))
+            else:  # the restart with the lowest (eval-mode) loss
+                r = result.losses[b].argmin()
+                labels = relabel_background_first(result.ids[b, r].view(grid)).flatten()
+                out.append((labels, in_label_order(result.soft[b, r].T, result.ids[b, r], labels)))
+        return out
+
+    def collection(self, items: list[tuple[torch.Tensor, tuple[int, int]]], seeds: list[int]) -> list[torch.Tensor]:
+        """Collection mode: [(features (N_i, C), grid_i)] of images of any grid sizes -> their
+        (h_i, w_i) labels from one GNN trained on all their graphs together (shared parameters, one
+        loss summed over the graphs). Mode single: that GNN clusters every node; 0 = the cluster
+        covering most of the collection's grid borders (the border rule over the collection). Mode
+        parts: each image's foreground comes from its own first stage, then one GNN splits all the
+        foregrounds' sub-graphs into k parts. Cluster ids are numbered by decreasing size over the
+        collection, so an id names the same cluster in every image (an image may lack some ids).
+        The GNN's randomness comes from the set of seeds and the images are trained in seed order,
+        so the order of the items changes nothing."""
+        order = sorted(range(len(items)), key=lambda i: seeds[i])
+        seed = derive_seed("collection", *sorted(seeds))
+        regions = [torch.arange(f.shape[0], device=f.device) for f, _ in items]
+        if self.mode == "parts":
+            by_grid: dict[tuple, list[int]] = {}
+            for i, (_, grid) in enumerate(items):
+                by_grid.setdefault(tuple(grid), []).append(i)
+            for grid, idx in by_grid.items():
+                stage1 = self._first_stage(torch.stack([items[i][0] for i in idx]), grid, [seeds[i] for i in idx])
+                for i, (labels, _) in zip(idx, stage1):
+                    regions[i] = (labels > 0).nonzero().squeeze(1)
+        labels = [torch.zeros(f.shape[0], dtype=torch.long, device=f.device) for f, _ in items]
+        used = [i for i in order if len(regions[i])]
+        k = self.k
+        if not used:
+            return [lab.view(grid) for lab, (_, grid) in zip(labels, items)]
+        if self.mode == "parts" and sum(len(regions[i]) for i in used) <= k:  # too few nodes to split: one part
+            for i in used:
+                labels[i][regions[i]] = 1
+            return [lab.view(grid) for lab, (_, grid) in zip(labels, items)]
+        graphs = [build_graph(items[i][0][regions[i]][None], self.graph, self.loss) for i in used]
+        result = fit([g[0] for g in graphs], torch.cat([g[1] for g in graphs], dim=1), [g[2] for g in graphs], [seed],
+                     loss=self.loss, k=k, ortho_weight=self.ortho_weight, gnn=self.gnn, opt=self.optimisation,
+                     init_seeds=self._init_seeds(1))
+        sizes = [len(regions[i]) for i in used]
+        if self.mode == "single" and self._votes(k):  # N-cut K = 2: each image's foreground vote
+            for i, soft in zip(used, result.soft[0].split(sizes, dim=1)):
+                labels[i] = vote(soft, items[i][1])[0]
+            return [lab.view(grid) for lab, (_, grid) in zip(labels, items)]
+        ids = result.ids[0, result.losses[0].argmin()]
+        size = torch.bincount(ids, minlength=k)
+        rank = torch.argsort(size, descending=True, stable=True)
+        if self.mode == "single":  # background first: most of the collection's border, ties to the larger
+            border = sum(border_counts(part.view(items[i][1]), k) for i, part in zip(used, ids.split(sizes)))
+            background = int(torch.argmax(border * (size.sum() + 1) + size))
+            rank = torch.cat([rank.new_tensor([background]), rank[rank != background]])
+        label_of = torch.empty_like(rank)  # empty clusters rank last: the labels found are contiguous
+        label_of[rank] = torch.arange(k, device=rank.device) + (1 if self.mode == "parts" else 0)
+        for i, part in zip(used, ids.split(sizes)):
+            labels[i][regions[i]] = label_of[part]
+        return [lab.view(grid) for lab, (_, grid) in zip(labels, items)]
 
     def _fit(self, features: torch.Tensor, seeds: list[int], k: int) -> Fit:
         b, n, _ = features.shape
@@ -227,7 +342,7 @@ class DeepCut:
             return Fit(*(torch.cat([getattr(f, name) for f in fits]) for name in ("soft", "losses", "steps")))
         w, ax, degree = build_graph(features, self.graph, self.loss)
         return fit(w, ax, degree, seeds, loss=self.loss, k=k, ortho_weight=self.ortho_weight, gnn=self.gnn,
-                   opt=self.optimisation)
+                   opt=self.optimisation, init_seeds=self._init_seeds(b))
 
     def _split(self, features: torch.Tensor, stage1: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Second stage: cluster a region's nodes on their own sub-graph. (N,) stage-1 labels ->

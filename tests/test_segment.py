@@ -121,7 +121,7 @@ def test_vote_is_the_foreground_majority_of_the_restarts():
 def test_soft_assignment_of_the_best_restart_in_label_order():
     truth = blob_grid()
     f = grouped_features(truth, torch.eye(16)[:2] * 3)
-    opt = Optimisation(restarts=3)
+    opt = Optimisation(restarts=3, combine="best")
     (labels, soft), = DeepCut(optimisation=opt).batch(f[None], truth.shape, [5], soft=True)
     assert torch.equal(labels, truth) and soft.shape == (2, *truth.shape)
     result = train(f[None], [5], opt=opt)

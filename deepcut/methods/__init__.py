@@ -9,7 +9,8 @@ grid) to a (h, w) LongTensor mask, 0 = background, 1 = foreground:
   * lost: lowest-degree seed + seed expansion on raw feature correlations (Siméoni et al. 2021);
   * dsm: Fiedler vector of the feature-affinity Laplacian, split at 0 (Melas-Kyriazi et al. 2022);
   * kmeans: k-means on L2-normalised features, non-border clusters = foreground;
-  * whole: the whole image as foreground (the trivial baseline).
+  * whole: the whole image as foreground (the trivial baseline);
+  * coseg: pooled k-means parts over a collection of images (Amir et al. 2021), `CoSegmentation`.
 
 `seed` is accepted by every method so all are called alike; only kmeans uses it. Tensors in,
 tensors out: no I/O and no config. Each is registered under its name (deepcut.registry), and
@@ -18,6 +19,7 @@ groups of its stages.
 """
 from omegaconf import DictConfig, OmegaConf
 
+from deepcut.methods.coseg import CoSegmentation
 from deepcut.methods.dsm import dsm
 from deepcut.methods.kmeans import kmeans
 from deepcut.methods.lost import lost
@@ -32,10 +34,10 @@ def build_deepcut(cfg: DictConfig) -> DeepCut:
     group = lambda name: OmegaConf.to_container(cfg[name], resolve=True)  # noqa: E731
     return DeepCut(loss=cfg.loss.name, k=cfg.loss.k, ortho_weight=cfg.loss.ortho_weight,
                    mode=cfg.mode.name, split_background=cfg.mode.split_background,
-                   background_k=cfg.mode.background_k, graph=group("graph"), gnn=group("gnn"),
-                   optimisation=group("optimizer"))
+                   background_k=cfg.mode.background_k, collection_size=cfg.mode.collection_size, seed=cfg.seed,
+                   graph=group("graph"), gnn=group("gnn"), optimisation=group("optimizer"))
 
 
 register_method("deepcut", groups=METHOD_GROUPS, build=build_deepcut)(DeepCut)
 
-__all__ = ["dsm", "kmeans", "lost", "tokencut", "whole", "build_deepcut"]
+__all__ = ["CoSegmentation", "dsm", "kmeans", "lost", "tokencut", "whole", "build_deepcut"]

@@ -1,0 +1,159 @@
+"""Clusters that honour K, k-less CC, the shared GNN initialisation and the collection mode:
+synthetic features whose right clustering is known."""
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from deepcut.gnn import GNNBatch
+from deepcut.methods.coseg import CoSegmentation
+from deepcut.results import ResultsWriter, summarize_run
+from deepcut.segment import GNN, DeepCut, Optimisation
+from deepcut.validate import ConfigError
+
+CUB_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "CUB"
+
+
+def three_group_centres(dim: int = 16) -> torch.Tensor:
+    """Three centres 120 degrees apart: CC (alpha = 3) separates them, N-cut with K = 3 too."""
+    angles = torch.tensor([0.0, 2 * math.pi / 3, 4 * math.pi / 3])
+    centres = torch.zeros(3, dim)
+    centres[:, 0], centres[:, 1] = 3 * angles.cos(), 3 * angles.sin()
+    return centres
+
+
+def features_of(truth: torch.Tensor, centres: torch.Tensor, seed: int = 0, noise: float = 0.05) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return centres[truth.flatten()] + noise * torch.randn(truth.numel(), centres.shape[1], generator=g)
+
+
+def stripes(h: int, w: int) -> torch.Tensor:
+    """Background frame (0) around two objects (1: left half, 2: right half) of the inner area."""
+    truth = torch.zeros(h, w, dtype=torch.long)
+    truth[2:h - 2, 2:w // 2] = 1
+    truth[2:h - 2, w // 2:w - 2] = 2
+    return truth
+
+
+def same_partition(a: torch.Tensor, b: torch.Tensor) -> bool:
+    pairs = {(int(x), int(y)) for x, y in zip(a.flatten(), b.flatten())}
+    return len(pairs) == len(a.unique()) == len(b.unique())
+
+
+def test_cc_with_kmax_10_saves_three_labels(tmp_path):
+    truth = stripes(12, 14)
+    f = features_of(truth, three_group_centres())
+    # The default optimiser (16 restarts, combine=auto): CC keeps its lowest-loss restart, not a vote.
+    method = DeepCut(loss="cc", k=10, optimisation=Optimisation(steps=100, lr=1e-2, restarts=4, combine="auto"))
+    labels = method(f, truth.shape, seed=0)
+    assert same_partition(labels, truth) and labels.unique().tolist() == [0, 1, 2]
+    writer = ResultsWriter(tmp_path, save_overlays=False)
+    writer.add({"id": "stripes"}, None, labels)
+    writer.close()
+    saved = np.asarray(Image.open(tmp_path / "labels" / "stripes.png"))
+    assert sorted(np.unique(saved).tolist()) == [0, 1, 2]
+    assert writer.rows[0]["n_labels"] == 3
+
+
+def test_ncut_k3_keeps_three_clusters_with_auto_combine():
+    truth = stripes(12, 14)
+    f = features_of(truth, three_group_centres())
+    out = DeepCut(loss="ncut", k=3, optimisation=Optimisation(steps=100, lr=1e-2, restarts=8, combine="auto"))(f, truth.shape, seed=0)
+    assert same_partition(out, truth)
+
+
+@pytest.mark.parametrize("loss,k,mode", [("cc", 10, "single"), ("ncut", 4, "single"), ("cc", 4, "parts")])
+def test_vote_where_it_cannot_be_honoured_is_an_error(loss, k, mode):
+    with pytest.raises(ConfigError, match="combine=vote"):
+        DeepCut(loss=loss, k=k, mode=mode, optimisation=Optimisation(combine="vote"))
+
+
+def test_summary_gives_the_distribution_of_clusters_found():
+    rows = [{"id": "a", "n_labels": 3}, {"id": "b", "n_labels": 3}, {"id": "c", "n_labels": 5},
+            {"id": "d", "error": "boom"}]
+    s = summarize_run(rows)
+    assert s["n_labels_counts"] == {"3": 2, "5": 1}
+    assert s["n_labels_mean"] == pytest.approx(11 / 3)
+
+
+def test_shared_init_starts_every_image_from_the_same_gnn():
+    shared = GNNBatch([1, 2], 3, 8, 4, init_seeds=[7, 7])
+    assert torch.equal(shared.flat[0], shared.flat[1])
+    own = GNNBatch([1, 2], 3, 8, 4)
+    assert not torch.equal(own.flat[0], own.flat[1])
+
+
+def test_shared_init_results_do_not_depend_on_batching():
+    truth = stripes(10, 12)
+    a, b = features_of(truth, three_group_centres(), seed=1), features_of(truth, three_group_centres(), seed=2)
+    method = DeepCut(loss="ncut", k=3, gnn=GNN(init="shared"), optimisation=Optimisation(steps=20, restarts=2, combine="auto"))
+    together = method.batch(torch.stack([a, b]), truth.shape, [11, 12])
+    assert torch.equal(together[0], method.batch(a[None], truth.shape, [11])[0])
+    assert torch.equal(together[1], method.batch(b[None], truth.shape, [12])[0])
+
+
+@pytest.mark.parametrize("loss,k", [("cc", 10), ("ncut", 3)])
+def test_collection_names_the_same_groups_alike_in_every_image(loss, k):
+    # Two images of different grid sizes and layouts whose features hold the same three groups.
+    centres = three_group_centres()
+    first = stripes(12, 14)
+    second = torch.zeros(10, 16, dtype=torch.long)
+    second[2:8, 3:7], second[2:8, 9:14] = 2, 1  # the objects swapped sides
+    items = [(features_of(first, centres, seed=1), first.shape), (features_of(second, centres, seed=2), second.shape)]
+    method = DeepCut(loss=loss, k=k, collection_size=2, optimisation=Optimisation(steps=100, lr=1e-2, restarts=4, combine="auto"))
+    out = method.collection(items, [5, 6])
+    for labels, truth in zip(out, (first, second)):
+        assert same_partition(labels, truth)
+    ids = [{g: int(lab[truth == g][0]) for g in range(3)} for lab, truth in zip(out, (first, second))]
+    assert ids[0] == ids[1] and ids[0][0] == 0 and sorted(ids[0].values()) == [0, 1, 2]
+    # The order of the images in the collection changes nothing.
+    swapped = method.collection(items[::-1], [6, 5])
+    assert torch.equal(swapped[0], out[1]) and torch.equal(swapped[1], out[0])
+
+
+def test_collection_parts_split_the_foregrounds_jointly():
+    centres = torch.cat([torch.eye(16)[:1] * 3, three_group_centres()[1:] + torch.eye(16)[2] * 3])
+    first, second = stripes(12, 14), torch.zeros(10, 16, dtype=torch.long)
+    second[2:8, 3:7], second[2:8, 9:14] = 2, 1
+    items = [(features_of(first, centres, seed=1), first.shape), (features_of(second, centres, seed=2), second.shape)]
+    method = DeepCut(loss="ncut", k=2, mode="parts", collection_size=2,
+                     optimisation=Optimisation(steps=100, lr=1e-2, restarts=4, combine="auto"))
+    out = method.collection(items, [5, 6])
+    ids = [{g: int(lab[truth == g][0]) for g in range(3)} for lab, truth in zip(out, (first, second))]
+    assert ids[0] == ids[1] and ids[0][0] == 0 and sorted(ids[0].values()) == [0, 1, 2]
+
+
+def test_coseg_pooled_kmeans_names_parts_alike():
+    eye = torch.eye(16)
+    # Background far from both parts, the parts nearer each other (cosine): k = 2 finds the object first.
+    centres = torch.stack([eye[3] * 3, eye[0] * 3 + eye[1] * 1.5, eye[0] * 3 - eye[1] * 1.5])
+    first, second = stripes(12, 14), torch.zeros(10, 16, dtype=torch.long)
+    second[2:8, 3:7], second[2:8, 9:14] = 2, 1
+    items = [(features_of(first, centres, seed=1), first.shape), (features_of(second, centres, seed=2), second.shape)]
+    out = CoSegmentation(k=2).collection(items, [5, 6])
+    ids = [{g: int(lab[truth == g][0]) for g in range(3)} for lab, truth in zip(out, (first, second))]
+    assert all(same_partition(lab, truth) for lab, truth in zip(out, (first, second)))
+    assert ids[0] == ids[1] and ids[0][0] == 0
+
+
+def test_collection_with_split_background_is_an_error():
+    with pytest.raises(ConfigError, match="split_background"):
+        DeepCut(mode="parts", split_background=True, collection_size=4)
+
+
+@pytest.mark.skipif(not CUB_ROOT.is_dir(), reason="../shared/data/CUB absent")
+def test_cub_crop_to_the_box_keeps_keypoints_inside():
+    from deepcut.datasets import CUB
+    whole, crop = CUB(CUB_ROOT, subset="all", limit=5), CUB(CUB_ROOT, subset="all", limit=5, crop="bbox")
+    for i in range(5):
+        a, b = whole[i], crop[i]
+        x0, y0, x1, y1 = (int(v) for v in a.boxes[0])
+        assert b.image.size == (min(x1, a.image.width) - x0, min(y1, a.image.height) - y0)
+        assert (b.parts[:, 0] >= 0).all() and (b.parts[:, 0] < b.image.width).all()
+        assert (b.parts[:, 1] >= 0).all() and (b.parts[:, 1] < b.image.height).all()
+        assert np.array_equal(b.parts[:, 2], a.parts[:, 2])
+        inside = (a.parts[:, 0] < x1) & (a.parts[:, 1] < y1) & (a.parts[:, 0] >= x0) & (a.parts[:, 1] >= y0)
+        assert np.allclose(b.parts[inside, :2], a.parts[inside, :2] - [x0, y0])
