@@ -3,6 +3,7 @@
   python evaluate.py RUN_DIR                          # a run.py output directory
   python evaluate.py RUN_DIR dataset=ecssd dataset.root=/data/ECSSD
   python evaluate.py MASKS_DIR dataset=folder dataset.path=/data/images
+  python evaluate.py SWEEP/0 SWEEP/1 SWEEP/2            # the shards of a split run, merged
 
 RUN_DIR holds labels/<id>.png (0 = background; any folder of such PNGs or 0/255 masks works) and,
 optionally, results.csv with the boxes run.py wrote. The dataset comes from RUN_DIR/.hydra/
@@ -11,11 +12,19 @@ arguments (a folder without .hydra/ needs `dataset=`). When RUN_DIR has the run'
 the images must be the ones the labels were computed on. Prints the metrics table and writes
 evaluation.json and evaluation.csv into RUN_DIR; a damaged label map is that image's error row.
 Exit code 2 (one paragraph, no traceback) when the data set cannot be found or read.
+
+Several run directories that are the shards of one run (dataset.shard=i dataset.num_shards=n) are
+each evaluated, then merged: the summary of the whole data set, from the shards' per-image rows
+(equal to an unsharded run's), is printed and written to merged_evaluation.json in their common
+parent folder (the sweep directory). Shards that are not one whole split are refused (exit 2).
+Metrics: IoU, Acc, maxFβ, and MAE, S-measure, mean/max E-measure through pysodmetrics
+(deepcut/metrics.py), CorLoc, keypoint NMI/ARI.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -81,6 +90,8 @@ def check_data(run_dir: Path, dataset) -> None:
 def evaluate(run_dir: Path, dataset, max_pixels: int | None = None) -> tuple[pd.DataFrame, dict]:
     saved = read_results(run_dir / "results.csv")
     boxes = saved.set_index("id")[["x0", "y0", "x1", "y1"]] if "x0" in saved else None
+    # Whether the method put every patch in one cluster is known to the run only: kept from its rows.
+    degenerate = saved.set_index("id")["degenerate"].to_dict() if "degenerate" in saved else {}
     rows = []
     meter = metrics.SegmentationMeter()  # maxFβ the standard way: 255 thresholds per image
     for i, sid in enumerate(dataset.ids):
@@ -112,6 +123,8 @@ def evaluate(run_dir: Path, dataset, max_pixels: int | None = None) -> tuple[pd.
         elif boxes is None:
             box = mask_to_box(mask)
         rows.append({"id": sid, **image_metrics(sample, labels, mask, box)})
+        if isinstance(degenerate.get(sid), (bool, np.bool_)):
+            rows[-1]["degenerate"] = bool(degenerate[sid])
         if sample.mask is not None:
             meter.update(mask.numpy(), sample.mask)
     summary = summarize_run(rows, dataset=dataset.name)
@@ -120,26 +133,54 @@ def evaluate(run_dir: Path, dataset, max_pixels: int | None = None) -> tuple[pd.
     return pd.DataFrame(rows), summary
 
 
+def _fail(e: Exception) -> None:
+    cause = e.__cause__ if isinstance(e, InstantiationException) and e.__cause__ is not None else e
+    if not isinstance(cause, (ValueError, OSError, HydraException, OmegaConfBaseException)):
+        raise e
+    print(f"Error: {one_paragraph(cause)}", file=sys.stderr)
+    sys.exit(2)
+
+
+def evaluate_dir(run_dir: Path, overrides: list[str]) -> tuple[pd.DataFrame, dict]:
+    """Evaluate one directory, writing its evaluation.csv and evaluation.json."""
+    try:
+        cfg = run_config(run_dir, overrides)
+        dataset = instantiate(cfg.dataset)
+        check_data(run_dir, dataset)
+    except Exception as e:
+        _fail(e)
+    table, summary = evaluate(run_dir, dataset, cfg.get("max_pixels", 4096 ** 2))
+    table.to_csv(run_dir / "evaluation.csv", index=False)
+    (run_dir / "evaluation.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return table, summary
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument("overrides", nargs="*", help="dataset=<name> dataset.<key>=<value> ...")
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR ... [dataset=<name> dataset.<key>=<value> ...]",
+                        help="one run directory, or the shards of one run; then overrides")
     args = parser.parse_args(argv)
-    if not args.run_dir.is_dir():
-        parser.error(f"{args.run_dir} is not a directory")
-    try:
-        cfg = run_config(args.run_dir, args.overrides)
-        dataset = instantiate(cfg.dataset)
-        check_data(args.run_dir, dataset)
-    except Exception as e:
-        cause = e.__cause__ if isinstance(e, InstantiationException) and e.__cause__ is not None else e
-        if not isinstance(cause, (ValueError, OSError, HydraException, OmegaConfBaseException)):
-            raise
-        print(f"Error: {one_paragraph(cause)}", file=sys.stderr)
-        sys.exit(2)
-    table, summary = evaluate(args.run_dir, dataset, cfg.get("max_pixels", 4096 ** 2))
-    table.to_csv(args.run_dir / "evaluation.csv", index=False)
-    (args.run_dir / "evaluation.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    dirs = [Path(a) for a in args.run_dirs if "=" not in a]
+    overrides = [a for a in args.run_dirs if "=" in a]
+    if not dirs:
+        parser.error("give a run directory")
+    for d in dirs:
+        if not d.is_dir():
+            parser.error(f"{d} is not a directory")
+    tables = {d: evaluate_dir(d, overrides) for d in dirs}
+    if len(dirs) == 1:
+        summary = tables[dirs[0]][1]
+    else:
+        def rows_of(d):
+            return [{k: v for k, v in r.items() if not (isinstance(v, float) and np.isnan(v))}
+                    for r in tables[d][0].to_dict("records")]
+        try:
+            rows = rundir.merge_shards(dirs, rows_of)
+        except ValueError as e:
+            _fail(e)
+        summary = summarize_run(rows, dataset=tables[dirs[0]][1].get("dataset"), shards=len(dirs))
+        parent = Path(os.path.commonpath([d.resolve() for d in dirs]))
+        (parent / "merged_evaluation.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     print(pd.Series(summary).to_string())
     return summary
 

@@ -109,6 +109,70 @@ class SegmentationMeter:
         }
 
 
+# ---------------------------------------------------------------- saliency metrics (pysodmetrics)
+#
+# MAE, S-measure (Fan et al. 2017) and E-measure (Fan et al. 2018) come from the community's
+# library, pysodmetrics (`py_sod_metrics`), not from code of ours. Both maps are handed to it as
+# 0/255 uint8 arrays made from the masks our other metrics use (ground truth > 127), because the
+# library's own reading of a grey mask is > 128: on soft (matted) DUTS-TE edges a pixel of exactly
+# 128 would otherwise count differently in different columns of one table.
+#
+# Our maxFβ against the library's (cross-checked on real ECSSD masks in tests/test_metrics.py):
+# per threshold both take Fβ per image, then the mean over images, then the max over thresholds,
+# with β² = 0.3, and agree to 1e-12 on every common threshold. The definitions differ in the
+# threshold set: the library binarises `pred >= t` for t = 0..255 (t = 0: every pixel foreground),
+# TokenCut/DSM and we `score > k/255` for k = 0..254, without the all-foreground threshold. So the
+# library's maxF = max(ours, mean Fβ of predicting the whole image), and for binary masks, whose
+# curve is flat, ours is the mean Fβ of the masks themselves. (Also: the library min-max normalises
+# each prediction first, which changes nothing for 0/1 masks; with an empty ground truth its recall
+# is 0 where ours is 1; the benchmarks have no empty ground truth.)
+
+
+def saliency(pred, gt) -> dict:
+    """One image's MAE, S-measure and E-measure of a binary mask, through pysodmetrics.
+
+    "e_measure" is the E-measure of the mask (the library's curve at every threshold t >= 1, all
+    equal for a 0/255 map); "e_measure_full" the curve's t = 0 end, where every pixel is
+    foreground. The data set's mean and max E-measure follow from their means (`saliency_summary`),
+    so summaries, resumes and merged shards are recomputed from per-image rows.
+    """
+    try:
+        import py_sod_metrics as sod  # imported here: only runs with masks need it
+    except ImportError as err:
+        raise ImportError("the saliency metrics need pysodmetrics, installed apart because it caps numpy: "
+                          "pip install -c constraints.txt --no-deps pysodmetrics==1.6.2") from err
+
+    p = np.where(_mask(pred), 255, 0).astype(np.uint8)
+    g = np.where(_mask(gt), 255, 0).astype(np.uint8)
+    mae, sm, em = sod.MAE(), sod.Smeasure(), sod.Emeasure()
+    for meter in (mae, sm, em):
+        meter.step(p, g)
+    curve = em.get_results()["em"]["curve"]  # index i: threshold 255 - i
+    return {"mae": float(mae.get_results()["mae"]), "s_measure": float(sm.get_results()["sm"]),
+            "e_measure": float(curve[0]), "e_measure_full": float(curve[-1])}
+
+
+def saliency_summary(means: dict) -> dict:
+    """The data set's saliency figures from the means of the per-image `saliency` values: MAE and
+    S-measure are means over images; mean and max E-measure are the mean and the max over the 256
+    thresholds of the image-averaged curve, which for binary masks is `e_measure` at 255 thresholds
+    and `e_measure_full` at one. Equal to pysodmetrics' own accumulation (tested)."""
+    out = {k: means[k] for k in ("mae", "s_measure") if k in means}
+    if "e_measure" in means and "e_measure_full" in means:
+        em, full = means["e_measure"], means["e_measure_full"]
+        out["mean_e_measure"] = (255 * em + full) / 256
+        out["max_e_measure"] = max(em, full)
+    return out
+
+
+def mask_metrics(pred, gt) -> dict:
+    """Every per-image metric of a binary predicted mask against a ground-truth mask: iou, acc,
+    f_beta (the image's term of maxFβ: a mask's curve is flat) and the saliency metrics."""
+    p, r = f_beta_curves(np.asarray(pred, dtype=np.float32), gt, thresholds=1)
+    return {"iou": iou(pred, gt), "acc": pixel_accuracy(pred, gt), "f_beta": float(f_beta(p, r)[0]),
+            **saliency(pred, gt)}
+
+
 # ---------------------------------------------------------------- object localisation
 
 

@@ -143,12 +143,7 @@ def image_metrics(sample, labels: torch.Tensor, mask: torch.Tensor, box) -> dict
     """Per-image metrics for whatever ground truth the sample has."""
     row = {}
     if sample.mask is not None:
-        pred = mask.numpy()
-        row["iou"] = metrics.iou(pred, sample.mask)
-        row["acc"] = metrics.pixel_accuracy(pred, sample.mask)
-        # A binary mask's precision/recall curve is flat: its Fβ is the image's term of maxFβ.
-        p, r = metrics.f_beta_curves(pred.astype(np.float32), sample.mask, thresholds=1)
-        row["f_beta"] = float(metrics.f_beta(p, r)[0])
+        row.update(metrics.mask_metrics(mask.numpy(), sample.mask))
     if sample.boxes is not None:
         row["corloc"] = metrics.corloc_hit(None if box is None else box.numpy(), sample.boxes)
     if sample.parts is not None:

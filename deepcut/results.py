@@ -108,8 +108,8 @@ class ResultsWriter:
     transient failure) and rows with a damaged cell (a number column that does not read as a
     number: recomputed). `done` holds the ids that need no work.
     """
-    COLUMNS = ["id", "error", "note", "degenerate", "iou", "acc", "f_beta", "corloc", "x0", "y0", "x1", "y1",
-               "n_labels", "kp_gt", "kp_pred", "time_s"]
+    COLUMNS = ["id", "error", "note", "degenerate", "iou", "acc", "f_beta", "mae", "s_measure", "e_measure",
+               "e_measure_full", "corloc", "x0", "y0", "x1", "y1", "n_labels", "kp_gt", "kp_pred", "time_s"]
 
     def __init__(self, out_dir: str | Path, save_labels: bool = True, save_overlays: bool = True):
         self.out = Path(out_dir)
@@ -170,11 +170,17 @@ def summarize_run(rows: list[dict], **info) -> dict:
     over: no error and some ground truth) and n_degenerate (one cluster for every patch; their
     metrics are in the means); n_labels_mean and n_labels_counts (labels per image, background
     included: how many clusters were found, their distribution). Rows are taken in id order, so the means do not depend on the order
-    the images were processed in (a resumed run gives the same numbers)."""
+    the images were processed in (a resumed run gives the same numbers, and so do the merged rows of
+    a run split into shards). Saliency: MAE, S-measure, mean and max E-measure
+    (metrics.saliency_summary)."""
     rows = sorted(rows, key=lambda r: str(r["id"]))
     s = metrics.summarize(rows)
     if "f_beta" in s:  # binary masks: each image's Fβ curve is flat, so maxFβ is the mean Fβ
         s["max_f_beta"] = s.pop("f_beta")
+    saliency = metrics.saliency_summary(s)
+    for k in ("e_measure", "e_measure_full"):
+        s.pop(k, None)
+    s.update(saliency)
     if "iou" in s:
         s["miou"] = s.pop("iou")
     kp = [r for r in rows if isinstance(r.get("kp_gt"), str) and r["kp_gt"]]

@@ -42,7 +42,7 @@ OPERATIONAL = ("device", "num_workers", "strict", "save_labels", "save_overlays"
 LOCATION = ("data_root", "dataset.root", "dataset.path")
 # Which of the data set's images: a resume may extend or shorten the run (the summary covers the
 # images of this run's selection only); make_tables.py treats it as a variant of the recipe.
-SELECTION = ("dataset.limit",)
+SELECTION = ("dataset.limit", "dataset.shard", "dataset.num_shards")
 
 
 def within(key: str, keys) -> bool:
@@ -93,6 +93,68 @@ def settings(cfg: DictConfig) -> dict:
 
     walk(OmegaConf.to_container(cfg, resolve=False), OmegaConf.to_container(cfg, resolve=True), "")
     return json.loads(json.dumps(flat, default=str))  # as stored: tuples become lists, paths strings
+
+
+# ---------------------------------------------------------------- a run split into shards
+
+
+def shard_key(out: Path) -> tuple[str, int, int] | None:
+    """(what the run computes: settings and dataset.limit; shard; num_shards) of a run directory,
+    or None when its settings.json is not readable."""
+    stored = read_settings(out)
+    if stored is None:
+        return None
+    given = dict(parse_override(o) for o in stored["overrides"] if within(override_key(o), SELECTION))
+    recipe = json.dumps([stored["settings"], given.get("dataset.limit")], sort_keys=True, default=str)
+    return recipe, int(given.get("dataset.shard", 0)), int(given.get("dataset.num_shards", 1))
+
+
+def merge_shards(dirs: list[Path], rows_of) -> list[dict]:
+    """The rows of a data set split over run directories (dataset.shard=i dataset.num_shards=n), as
+    one run's: every shard present once, the same settings in each (settings.json), no image in
+    two. ``rows_of(dir)`` reads a directory's per-image rows (results.read_rows, or evaluate.py's
+    re-scored ones). Refuses (ValueError, one paragraph) a set that is not one whole split."""
+    keys = {Path(d): shard_key(d) for d in dirs}
+    unreadable = [str(d) for d, k in keys.items() if k is None]
+    if unreadable:
+        raise ValueError(f"{unreadable[0]}: no readable settings.json, so it cannot be shown to be a shard of the "
+                         "same run as the others")
+    if len({k[0] for k in keys.values()}) > 1:
+        raise ValueError(f"the directories {', '.join(map(str, keys))} were run with different settings "
+                         "(settings.json); only the shards of one run can be merged")
+    counts = {k[2] for k in keys.values()}
+    shards = sorted(k[1] for k in keys.values())
+    if len(counts) > 1 or shards != list(range(next(iter(counts)))):
+        raise ValueError(f"shards {shards} of dataset.num_shards={sorted(counts)} given: a merge needs each of "
+                         f"the shards 0..n-1 exactly once ({', '.join(map(str, keys))})")
+    rows, seen = [], {}
+    for d in keys:
+        for row in rows_of(d):
+            if row["id"] in seen:
+                raise ValueError(f"image {row['id']} has rows in both {seen[row['id']]} and {d}: not shards of one split")
+            seen[row["id"]] = d
+            rows.append(row)
+    return rows
+
+
+def job_device(device: str, hc, gpu_count=None) -> str:
+    """The device of this run: `device=auto` in a job of a local parallel sweep (the joblib
+    launcher) on a machine with several GPUs gives job k GPU k mod count, so n_jobs <= count jobs
+    running side by side each get their own (joblib starts them in order; set
+    hydra.launcher.n_jobs to the number of GPUs). Anything else is left as given: a single run, an
+    explicit device, and submitit/SLURM jobs, which see only their own GPU already
+    (gpus_per_node=1 sets CUDA_VISIBLE_DEVICES). ``gpu_count``: for tests, a stand-in for
+    torch.cuda.device_count."""
+    from hydra.types import RunMode
+
+    if device != "auto" or hc.mode != RunMode.MULTIRUN or "joblib" not in str(hc.launcher.get("_target_", "")):
+        return device
+    if gpu_count is None:
+        import torch
+
+        gpu_count = torch.cuda.device_count
+    count = gpu_count()
+    return f"cuda:{int(hc.job.num) % count}" if count > 1 else device
 
 
 # ---------------------------------------------------------------- the lock

@@ -37,7 +37,8 @@ HERE = Path(__file__).resolve().parent
 PAPER_NUMBERS = HERE / "paper_numbers.yaml"
 
 # Summary keys, in the order tables show them, with their number format in the sweep table.
-METRICS = {"miou": ".4f", "max_f_beta": ".4f", "acc": ".4f", "corloc": ".2f", "nmi": ".4f", "ari": ".4f"}
+METRICS = {"miou": ".4f", "max_f_beta": ".4f", "acc": ".4f", "mae": ".4f", "s_measure": ".4f", "mean_e_measure": ".4f",
+           "max_e_measure": ".4f", "corloc": ".2f", "nmi": ".4f", "ari": ".4f"}
 COUNTS = {"time_s": ".3f", "n_images": ".0f", "n_failed": ".0f"}
 # Overrides that do not change results (deepcut.rundir.OPERATIONAL) and the seed (runs of several
 # seeds are pooled into mean ± std): left out when grouping runs and from swept columns. Where the
@@ -66,6 +67,9 @@ def load_run(run_dir: Path) -> dict:
     experiment = choices.get("experiment") or next(
         (override_value(o) for o in overrides if override_key(o) == "experiment"), None)
     info = json.loads((run_dir / "run_info.json").read_text()) if (run_dir / "run_info.json").exists() else {}
+    if (run_dir / "evaluation.json").exists():  # evaluate.py's re-scoring of the same labels: metrics added since
+        evaluation = json.loads((run_dir / "evaluation.json").read_text())
+        summary = {**{k: v for k, v in evaluation.items() if k in METRICS}, **summary}
     variant = [o for o in overrides if not is_neutral(override_key(o)) and not is_location(override_key(o))
                and override_key(o) != "experiment"]
     return {
@@ -74,6 +78,7 @@ def load_run(run_dir: Path) -> dict:
         "commit": info.get("commit"), "dirty": info.get("dirty"),
         **{k: v for k, v in summary.items() if not isinstance(v, (dict, list))},
         "_overrides": {override_key(o): override_value(o) for o in overrides},
+        "_choices": choices, "_config": config,
     }
 
 
@@ -92,7 +97,39 @@ def find_runs(paths: list[Path]) -> tuple[pd.DataFrame, list[Path]]:
                 unfinished.append(run_dir)
             else:
                 runs.append(run)
-    return pd.DataFrame(runs), unfinished
+    return pd.DataFrame(merge_split_runs(runs)), unfinished
+
+
+def merge_split_runs(runs: list[dict]) -> list[dict]:
+    """The shards of a split run (dataset.shard=i dataset.num_shards=n, one run directory each) as
+    one run over the whole data set: its summary recomputed from the shards' per-image rows, which
+    is the summary the unsharded run would have written (tested)."""
+    from deepcut.results import read_rows, summarize_run
+
+    split, out = {}, []
+    for run in runs:
+        if int(run["_overrides"].get("dataset.num_shards", 1)) > 1:
+            key = rundir.shard_key(Path(run["run_dir"]))
+            split.setdefault(key[0] if key else run["run_dir"], []).append(run)
+        else:
+            out.append(run)
+    for shards in split.values():
+        dirs = [Path(r["run_dir"]) for r in shards]
+        try:
+            rows = rundir.merge_shards(dirs, lambda d: read_rows(d / "results.csv"))
+        except ValueError as err:
+            print(f"not merged ({err}); each shard is listed on its own", file=sys.stderr)
+            out += shards
+            continue
+        first = shards[0]
+        info = {k: v for k, v in first.items() if not k.startswith("n_") and k not in METRICS and k != "time_s"}
+        merged = {**info, **summarize_run(rows)}
+        merged["run_dir"] = common_dir(dirs).replace(" runs)", " shards)")
+        merged["variant"] = " ".join(o for o in first["variant"].split() if override_key(o) != "dataset.shard")
+        merged["overrides"] = " ".join(o for o in first["overrides"].split() if override_key(o) != "dataset.shard")
+        merged["_overrides"] = {k: v for k, v in first["_overrides"].items() if k != "dataset.shard"}
+        out.append(merged)
+    return out
 
 
 def head_commit() -> str | None:
@@ -140,7 +177,9 @@ def pick_group(runs: pd.DataFrame, experiment: str) -> pd.DataFrame | None:
 def paper_tables(runs: pd.DataFrame, paper: dict, show_all: bool = False) -> tuple[list[Table], set[str]]:
     """The paper's tables with paper / ours / Δ per cell; also the experiments they used."""
     tables, used = [], set()
-    for spec in paper.values():
+    for name, spec in paper.items():
+        if name == "dev_tables":
+            continue
         scale = float(spec.get("scale", 1))
         columns = ["Method"]
         for c in spec["columns"]:
@@ -175,6 +214,85 @@ def paper_tables(runs: pd.DataFrame, paper: dict, show_all: bool = False) -> tup
             tables.append(Table(spec.get("title", ""), columns, rows,
                                 [("", 1)] + [(c, 3) for c in spec["columns"]], notes))
     return tables, used
+
+
+def matches(run: dict, match: dict) -> bool:
+    """A run has every `key: value` of `match`: a config group's choice (method: tokencut) or a
+    config key's value (postprocess.bilateral: true)."""
+    for key, want in match.items():
+        have = run["_choices"].get(key) if key in run["_choices"] else OmegaConf.select(run["_config"], key)
+        if str(have).lower() != str(want).lower():
+            return False
+    return True
+
+
+def dev_rows(spec: dict) -> list[tuple[str, dict, dict]]:
+    """(name, match, paper numbers by column) of every row and its "+ BS" twin."""
+    out = []
+    for row in spec["rows"]:
+        cells = row.get("cells") or {}
+        for bs in (False, True):
+            name = row["name"] + (" + BS" if bs else "")
+            paper = {c: (cells.get(c) or {}).get("paper_bs" if bs else "paper") for c in spec["columns"]}
+            out.append((name, {**row["match"], "postprocess.bilateral": bs}, paper))
+    return out
+
+
+def dev_tables(runs: pd.DataFrame, spec: dict) -> list[Table]:
+    """Tables 1 and 2 from runs of every method (experiments/paper_tables.sh): paper / ours / Δ per
+    cell, seeds pooled into mean ± std, each row twice (without and with the bilateral solver); the
+    backbone, the images behind each column and the seeds are in the notes."""
+    if not len(runs):
+        return []
+    records = runs.to_dict("records")
+    tables = []
+    for key in ("table1", "table2"):
+        t = spec[key]
+        scale = float(t.get("scale", 1))
+        columns = ["Method"] + [f"{c} {part}" for c in t["columns"] for part in ("paper", "ours", "Δ")]
+        rows, images, backbones, seeds, filled = [], {}, set(), set(), False
+        for name, match, paper in dev_rows(t):
+            cells = [name]
+            for column, dataset in t["columns"].items():
+                mine = [r for r in records if r.get("dataset") == dataset and matches(r, match)]
+                values = [r.get(t["metric"]) for r in mine]
+                ours = mean_std(values, ".1f", scale)
+                p = paper.get(column)
+                diff = "–"
+                if ours != "–":
+                    filled = True
+                    images.setdefault(column, set()).update(int(r["n_images"]) for r in mine)
+                    backbones.update(str(r.get("backbone")) for r in mine)
+                    seeds.update(int(r["seed"]) for r in mine if len(mine) > 1)
+                    if p is not None:
+                        mean = pd.Series([float(v) * scale for v in values if v is not None]).mean()
+                        diff = f"{round(mean, 1) - float(p):+.1f}"
+                cells += ["–" if p is None else f"{float(p):.1f}", ours, diff]
+            rows.append(cells)
+        if not filled:
+            continue
+        notes = [f"Ours: backbone {', '.join(sorted(backbones))}; images per data set: "
+                 + ", ".join(f"{c} {'/'.join(map(str, sorted(n)))}" for c, n in images.items())
+                 + f"; mean ± std over seeds {','.join(map(str, sorted(seeds)))} where a method is random.",
+                 "+ BS: postprocess.bilateral=true (the fast bilateral solver) after the method."]
+        tables.append(Table(t["title"], columns, rows, [("", 1)] + [(c, 3) for c in t["columns"]], notes))
+    s = spec.get("saliency")
+    if s:
+        columns, rows = ["Method"], []
+        for column in s["datasets"]:
+            columns += [f"{column} {label}" for label in s["metrics"].values()]
+        for name, match, _ in dev_rows(spec["table2"]):
+            cells = [name]
+            for dataset in s["datasets"].values():
+                mine = [r for r in records if r.get("dataset") == dataset and matches(r, match)]
+                cells += [mean_std([r.get(m) for r in mine], ".3f") for m in s["metrics"]]
+            rows.append(cells)
+        if any(c != "–" for r in rows for c in r[1:]):
+            groups = [("", 1)] + [(c, len(s["metrics"])) for c in s["datasets"]]
+            tables.append(Table(s["title"], columns, rows, groups,
+                                ["MAE: lower is better. Sₘ, Eₘ: pysodmetrics (see deepcut/metrics.py for how its "
+                                 "maxF differs from ours)."]))
+    return tables
 
 
 def runs_table(runs: pd.DataFrame, experiments: set[str], head: str | None) -> Table:
@@ -312,9 +430,14 @@ def make_tables(paths: list[Path], out: Path, paper_file: Path = PAPER_NUMBERS, 
     head = head_commit()
     written = {}
     if len(runs):
-        runs.drop(columns="_overrides").to_csv(out / "runs.csv", index=False)
+        runs.drop(columns=["_overrides", "_choices", "_config"]).to_csv(out / "runs.csv", index=False)
         written["runs"] = out / "runs.csv"
     tables, used = paper_tables(runs, paper, show_all)
+    dev = dev_tables(runs, paper.get("dev_tables", {})) if "dev_tables" in paper else []
+    if dev:
+        (out / "dev_tables.md").write_text("\n".join(to_markdown(t) for t in dev))
+        (out / "dev_tables.tex").write_text("\n".join(to_latex(t) for t in dev))
+        written["dev_md"], written["dev_tex"] = out / "dev_tables.md", out / "dev_tables.tex"
     if tables:
         if used:
             tables.append(runs_table(runs, used, head))
@@ -349,7 +472,7 @@ def main(argv=None) -> int:
         print(f"no finished runs (summary.json + .hydra/config.yaml) under {', '.join(map(str, args.paths))}",
               file=sys.stderr)
         return 1
-    for key in ("paper_md", "sweep_md"):
+    for key in ("dev_md", "paper_md", "sweep_md"):
         if key in result["files"]:
             print(result["files"][key].read_text())
     print("wrote " + ", ".join(str(p) for p in result["files"].values()))

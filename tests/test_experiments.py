@@ -30,6 +30,7 @@ from deepcut.registry import create_method  # noqa: E402
 EXPERIMENTS = sorted(str(p.relative_to(CONFIGS / "experiment").with_suffix("")) for p in (CONFIGS / "experiment").rglob("*.yaml"))
 PAPER = [e for e in EXPERIMENTS if e.startswith("paper_")]
 PAPER_NUMBERS = OmegaConf.to_container(OmegaConf.load(ROOT / "experiments" / "paper_numbers.yaml"))
+DEV_TABLES = PAPER_NUMBERS.pop("dev_tables")  # the tables of experiments/paper_tables.sh
 TINY = ["backbone=tiny_random"]
 IN_TURN = ["launcher=basic"]  # sweeps whose jobs are quick: no worker processes to start
 
@@ -133,6 +134,26 @@ def test_paper_numbers_name_existing_experiments_and_summary_keys():
                     assert (cell.get("metric") or table["metric"]) in ("miou", "corloc", "nmi", "ari")
     used = {c["experiment"] for t in PAPER_NUMBERS.values() for r in t["rows"] for c in r["cells"].values() if "experiment" in c}
     assert used == set(PAPER)  # every paper experiment fills a cell
+
+
+def test_dev_tables_match_real_config_choices_and_carry_the_paper_numbers():
+    methods = {p.stem for p in (CONFIGS / "method").glob("*.yaml")}
+    for key in ("table1", "table2"):
+        table = DEV_TABLES[key]
+        assert table["metric"] in ("miou", "corloc")
+        for row in table["rows"]:
+            assert row["match"]["method"] in methods
+            for group in ("loss", "graph", "optimizer"):
+                if group in row["match"]:
+                    assert (CONFIGS / group / f"{row['match'][group]}.yaml").exists()
+            for column, cell in (row.get("cells") or {}).items():
+                assert column in table["columns"] and isinstance(cell["paper"], float)
+        # DeepCut's cells carry the same published numbers as the experiment tables
+        published = {r["name"]: r for r in PAPER_NUMBERS[key]["rows"]}
+        for name, ours in (("DeepCut N-cut", "DeepCut N-cut (paper recipe)"), ("DeepCut CC", "DeepCut CC")):
+            row = next(r for r in table["rows"] if r["name"] == ours)
+            for column, cell in published[name]["cells"].items():
+                assert row["cells"][column]["paper"] == cell["paper"]
 
 
 @pytest.mark.parametrize("table, count", [("paper_table1_*", 6), ("paper_table2_*", 6), ("paper_table3_*", 1),
@@ -270,3 +291,103 @@ def test_optuna_search_optimises_the_objective_run_py_returns(tmp_path, photos):
     result = OmegaConf.load(sweep / "optimization_results.yaml")
     assert math.isclose(result.best_value, max(s["miou"] for s in done.values()))
     assert set(result.best_params) == {"graph.alpha", "optimizer.lr", "optimizer.steps"}
+
+
+# ------------------------------------------------------------------ one data set split across jobs
+
+
+def test_slurm_split_command_composes_and_validates_as_written(tmp_path):
+    """`python run.py -m launcher=slurm dataset=duts_te dataset.num_shards=8 'dataset.shard=range(8)'`:
+    Hydra expands it into 8 jobs, each composes with one GPU, validates, and the 8 data sets built
+    from those configs partition DUTS-TE (a miniature copy here)."""
+    from deepcut.validate import validate
+
+    root = tmp_path / "DUTS-TE"
+    for i in range(20):
+        Image.new("RGB", (8, 8)).save((root / "DUTS-TE-Image").mkdir(parents=True, exist_ok=True) or
+                                      root / "DUTS-TE-Image" / f"ILSVRC_{i:03d}.jpg")
+        Image.new("L", (8, 8)).save((root / "DUTS-TE-Mask").mkdir(parents=True, exist_ok=True) or
+                                    root / "DUTS-TE-Mask" / f"ILSVRC_{i:03d}.png")
+    command = ["launcher=slurm", "dataset=duts_te", "dataset.num_shards=8", "dataset.shard=range(8)"]
+    parsed = OverridesParser.create().parse_overrides(command)
+    shards = next(o for o in parsed if o.key_or_group == "dataset.shard")
+    jobs = [int(v) for v in shards.sweep_iterator()]
+    assert jobs == list(range(8))
+    ids = []
+    for shard in jobs:
+        cfg = compose_config(*command[:3], f"dataset.shard={shard}", f"dataset.root={root}", hydra=True)
+        assert cfg.hydra.launcher._target_.endswith("SlurmLauncher") and cfg.hydra.launcher.gpus_per_node == 1
+        assert (cfg.dataset.shard, cfg.dataset.num_shards) == (shard, 8)
+        validate(cfg)
+        ids += instantiate(cfg.dataset).ids
+    assert sorted(ids) == [f"ILSVRC_{i:03d}" for i in range(20)]
+
+
+def test_joblib_job_gets_its_own_gpu():
+    from hydra.types import RunMode
+
+    from deepcut.rundir import job_device
+
+    def hc(mode, launcher, num):
+        return OmegaConf.create({"mode": mode, "launcher": {"_target_": launcher}, "job": {"num": num}})
+
+    joblib = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+    four = lambda: 4  # noqa: E731  (a stand-in for torch.cuda.device_count on a 4-GPU machine)
+    assert [job_device("auto", hc(RunMode.MULTIRUN, joblib, k), four) for k in range(6)] == \
+        ["cuda:0", "cuda:1", "cuda:2", "cuda:3", "cuda:0", "cuda:1"]
+    assert job_device("auto", hc(RunMode.MULTIRUN, joblib, 3), lambda: 1) == "auto"   # one GPU: as given
+    assert job_device("auto", hc(RunMode.MULTIRUN, joblib, 3), lambda: 0) == "auto"   # CPU only
+    assert job_device("cpu", hc(RunMode.MULTIRUN, joblib, 3), four) == "cpu"          # explicit device
+    assert job_device("auto", hc(RunMode.RUN, joblib, 3), four) == "auto"             # a single run
+    slurm = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert job_device("auto", hc(RunMode.MULTIRUN, slurm, 3), four) == "auto"         # sees its own GPU only
+
+
+@pytest.fixture(scope="module")
+def nine_photos(tmp_path_factory):
+    """Nine small real photos with box masks: enough images for three shards."""
+    import skimage.data
+    root = tmp_path_factory.mktemp("nine")
+    (root / "images").mkdir()
+    (root / "masks").mkdir()
+    names = ["astronaut", "chelsea", "coffee", "rocket", "camera", "cat", "immunohistochemistry", "hubble_deep_field",
+             "motorcycle_left"]
+    for i, name in enumerate(names):
+        image = np.asarray(getattr(skimage.data, name)() if hasattr(skimage.data, name) else skimage.data.astronaut())
+        if image.ndim == 3 and image.shape[2] == 4:
+            image = image[..., :3]
+        Image.fromarray(image).resize((80, 64)).save(root / "images" / f"p{i}.png")
+        mask = np.zeros((64, 80), np.uint8)
+        mask[8 + i:48, 12:60 - i] = 255
+        Image.fromarray(mask).save(root / "masks" / f"p{i}.png")
+    return ["dataset=folder", f"dataset.root={root}"]
+
+
+@pytest.mark.slow
+def test_a_split_run_merges_to_exactly_the_unsharded_summary(tmp_path, nine_photos):
+    """3 shards (each its own run dir) merged by make_tables.py and by evaluate.py give the summary
+    of the unsharded run, number for number."""
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    run(*TINY, *nine_photos, f"hydra.run.dir={whole}")
+    run("-m", *TINY, *nine_photos, *IN_TURN, "dataset.num_shards=3", "dataset.shard=range(3)",
+        f"hydra.sweep.dir={split}")
+    expected = json.loads((whole / "summary.json").read_text())
+    shards = summaries(split)
+    assert sorted(shards) == ["0", "1", "2"] and sum(s["n_images"] for s in shards.values()) == 9
+    assert all(0 < s["n_images"] < 9 for s in shards.values())
+    keys = ["miou", "acc", "max_f_beta", "mae", "s_measure", "mean_e_measure", "max_e_measure", "n_images",
+            "n_evaluated", "n_failed", "n_degenerate"]
+
+    merged = make_tables.find_runs([split])[0]
+    assert len(merged) == 1  # one run over the whole data set, not three
+    row = merged.iloc[0]
+    assert {k: row[k] for k in keys} == {k: expected[k] for k in keys}
+    assert "dataset.shard" not in row["variant"] and "(3 shards)" in row["run_dir"]
+
+    sys.path.insert(0, str(ROOT))
+    import evaluate
+    merged_eval = evaluate.main([str(split / str(i)) for i in range(3)])
+    assert {k: merged_eval[k] for k in keys} == {k: expected[k] for k in keys}
+    assert (split / "merged_evaluation.json").exists()
+    with pytest.raises(SystemExit):  # two of three shards are not the whole data set
+        evaluate.main([str(split / "0"), str(split / "1")])

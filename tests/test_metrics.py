@@ -228,3 +228,98 @@ def test_summarize_with_failed_rows():
 def test_summarize_all_nan_metric_is_nan():
     out = summarize([{"iou": float("nan")}])
     assert math.isnan(out["iou"]) and out["n_images"] == 1 and out["n_failed"] == 0
+
+
+# --------------------------------------------------------------------- saliency metrics (pysodmetrics)
+
+from pathlib import Path  # noqa: E402
+
+import py_sod_metrics as sod  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from deepcut import metrics  # noqa: E402
+from deepcut.results import summarize_run  # noqa: E402
+
+ECSSD = Path(__file__).resolve().parents[2] / "shared" / "data" / "ECSSD" / "ground_truth_mask"
+
+
+def test_saliency_by_hand_on_a_tiny_mask():
+    gt = np.zeros((4, 5), bool)
+    gt[1:3, 1:4] = True                      # 6 of 20 pixels
+    pred = np.zeros_like(gt)
+    pred[1:3, 2:4] = True                    # 4 pixels, all inside
+    m = metrics.saliency(pred, gt)
+    assert m["mae"] == pytest.approx(2 / 20)  # two pixels differ
+    assert metrics.saliency(gt, gt)["s_measure"] == pytest.approx(1.0)
+    assert metrics.saliency(gt, gt)["e_measure"] == pytest.approx(20 / 19)  # the library's (sum / (n - 1 + eps))
+    # e_measure_full does not depend on the prediction: every pixel predicted foreground.
+    assert m["e_measure_full"] == metrics.saliency(np.ones_like(gt), gt)["e_measure"]
+
+
+def _real_pairs(n=12):
+    """Real ECSSD masks as ground truth; as predictions, each one shifted, another image's mask at
+    this size, an empty and a full mask: a spread of good, poor and degenerate predictions."""
+    files = sorted(ECSSD.glob("*.png"))[:n]
+    gts = [np.asarray(Image.open(f).convert("L")) > 127 for f in files]
+    preds = []
+    for i, g in enumerate(gts):
+        other = np.asarray(Image.open(files[(i + 1) % n]).convert("L").resize(g.shape[::-1], Image.NEAREST)) > 127
+        preds.append([np.roll(g, 7 * (i + 1), axis=1), other, np.zeros_like(g), np.ones_like(g)][i % 4])
+    return preds, gts
+
+
+needs_ecssd = pytest.mark.skipif(not ECSSD.is_dir(), reason="../shared/data/ECSSD is absent")
+
+
+@needs_ecssd
+def test_saliency_summary_from_rows_equals_pysodmetrics_accumulation_on_real_masks():
+    """Per-image rows (what results.csv holds) give the library's own data-set figures: a summary
+    recomputed from rows (resume, merged shards) is the library's number."""
+    preds, gts = _real_pairs()
+    mae, sm, em = sod.MAE(), sod.Smeasure(), sod.Emeasure()
+    rows = []
+    for i, (p, g) in enumerate(zip(preds, gts)):
+        for meter in (mae, sm, em):
+            meter.step(np.where(p, 255, 0).astype(np.uint8), np.where(g, 255, 0).astype(np.uint8))
+        rows.append({"id": f"{i:03d}", **metrics.mask_metrics(p, g)})
+    s = summarize_run(rows)
+    curve = em.get_results()["em"]["curve"]
+    assert s["mae"] == pytest.approx(mae.get_results()["mae"], abs=1e-12)
+    assert s["s_measure"] == pytest.approx(sm.get_results()["sm"], abs=1e-12)
+    assert s["mean_e_measure"] == pytest.approx(curve.mean(), abs=1e-12)
+    assert s["max_e_measure"] == pytest.approx(curve.max(), abs=1e-12)
+    assert 0.2 < s["s_measure"] < 0.9 and "e_measure" not in s and "e_measure_full" not in s
+
+
+@needs_ecssd
+def test_our_max_f_beta_against_pysodmetrics_on_real_masks():
+    """Soft score maps (blurred real masks, values 0..255): per threshold, Fβ per image agrees with
+    the library's to 1e-12; the library also has the threshold t = 0 (every pixel foreground), so
+    its maxF = max(ours, mean Fβ of the full mask). The definition difference the docstring states.
+    Also TokenCut's thresholds `np.arange(0, 1, 1/255)` fall an ulp below k/255 for some k, where
+    score k/255 then counts as foreground: there ours is the library's curve at `>= k`."""
+    from scipy.ndimage import uniform_filter
+
+    _, gts = _real_pairs()
+    lib = sod.Fmeasure() if hasattr(sod, "Fmeasure") else None
+    ours_p, ours_r, full = [], [], []
+    for i, g in enumerate(gts):
+        score = uniform_filter(np.roll(g, 5 * i, axis=0).astype(np.float64), size=15)
+        score8 = np.round(score * 255).astype(np.uint8)
+        score8[0, 0], score8[-1, -1] = 0, 255  # the library min-max normalises: keep the range 0..255
+        lib.step(score8, np.where(g, 255, 0).astype(np.uint8))
+        p, r = metrics.f_beta_curves(score8 / 255.0, g)
+        ours_p.append(p)
+        ours_r.append(r)
+        pf, rf = metrics.f_beta_curves(np.ones(g.shape), g, thresholds=1)
+        full.append(metrics.f_beta(pf, rf)[0])
+    theirs = lib.get_results()["fm"]["curve"]  # index i: pred >= 255 - i
+    ours_curve = metrics.f_beta(np.array(ours_p), np.array(ours_r)).mean(axis=0)  # k: score > k/255
+    k = np.arange(255)
+    below = np.arange(0.0, 1.0, 1 / 255) < k / 255  # the ulp cases: score k/255 > threshold k
+    at_least = theirs[::-1]                          # index v: the library's pred >= v
+    np.testing.assert_allclose(ours_curve, np.where(below, at_least[k], at_least[k + 1]), atol=1e-12)
+    assert 0 < below.sum() < 40
+    assert theirs[255] == pytest.approx(np.mean(full), abs=1e-12)
+    ours = metrics.max_f_beta(ours_p, ours_r)
+    assert theirs.max() == pytest.approx(max(ours, np.mean(full)), abs=1e-12)
