@@ -247,6 +247,8 @@ def dev_tables(runs: pd.DataFrame, spec: dict) -> list[Table]:
     records = runs.to_dict("records")
     tables = []
     for key in ("table1", "table2"):
+        if key not in spec:
+            continue
         t = spec[key]
         scale = float(t.get("scale", 1))
         columns = ["Method"] + [f"{c} {part}" for c in t["columns"] for part in ("paper", "ours", "Δ")]
@@ -274,7 +276,8 @@ def dev_tables(runs: pd.DataFrame, spec: dict) -> list[Table]:
         notes = [f"Ours: backbone {', '.join(sorted(backbones))}; images per data set: "
                  + ", ".join(f"{c} {'/'.join(map(str, sorted(n)))}" for c, n in images.items())
                  + f"; mean ± std over seeds {','.join(map(str, sorted(seeds)))} where a method is random.",
-                 "+ BS: postprocess.bilateral=true (the fast bilateral solver) after the method."]
+                 "+ BS: postprocess.bilateral=true (the fast bilateral solver) after the method.",
+                 *spec.get("notes", [])]
         tables.append(Table(t["title"], columns, rows, [("", 1)] + [(c, 3) for c in t["columns"]], notes))
     s = spec.get("saliency")
     if s:

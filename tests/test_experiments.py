@@ -391,3 +391,43 @@ def test_a_split_run_merges_to_exactly_the_unsharded_summary(tmp_path, nine_phot
     assert (split / "merged_evaluation.json").exists()
     with pytest.raises(SystemExit):  # two of three shards are not the whole data set
         evaluate.main([str(split / "0"), str(split / "1")])
+
+
+def _fake_run(path: Path, choices: dict, bilateral: bool, seed: int, summary: dict) -> None:
+    """A finished run directory as run.py leaves it (only what make_tables.py reads)."""
+    (path / ".hydra").mkdir(parents=True)
+    OmegaConf.save(OmegaConf.create({"seed": seed, "postprocess": {"bilateral": bilateral}}), path / ".hydra" / "config.yaml")
+    OmegaConf.save(OmegaConf.create({"hydra": {"runtime": {"choices": choices}}}), path / ".hydra" / "hydra.yaml")
+    overrides = [f"{k}={v}" for k, v in choices.items()] + [f"seed={seed}", f"postprocess.bilateral={bilateral}"]
+    OmegaConf.save(OmegaConf.create(overrides), path / ".hydra" / "overrides.yaml")
+    (path / "summary.json").write_text(json.dumps({"n_images": 5, "n_failed": 0, "time_s": 0.1, "complete": True,
+                                                   "backbone": "vit_small_patch14_dinov2", **summary}))
+
+
+def test_dev_tables_put_paper_ours_and_difference_in_each_cell(tmp_path):
+    deepcut = {"method": "deepcut", "loss": "ncut", "graph": "default", "optimizer": "default"}
+    for seed, miou in enumerate([0.50, 0.52, 0.54]):
+        _fake_run(tmp_path / f"d{seed}", deepcut, False, seed, {"dataset": "ecssd", "miou": miou})
+    _fake_run(tmp_path / "d_bs", deepcut, True, 0, {"dataset": "ecssd", "miou": 0.61})
+    _fake_run(tmp_path / "t_bs", {"method": "tokencut"}, True, 0, {"dataset": "ecssd", "miou": 0.70})
+    _fake_run(tmp_path / "t_voc", {"method": "tokencut"}, False, 0, {"dataset": "voc07", "corloc": 60.0})
+    result = make_tables.make_tables([tmp_path], tmp_path / "tables")
+    md = result["files"]["dev_md"].read_text()
+    table2 = md.split("### Table 2: foreground segmentation")[1].split("###")[0]
+    rows = {r[0]: r for r in markdown_rows_of(table2)}
+    columns = list(DEV_TABLES["table2"]["columns"])
+    e = 1 + 3 * columns.index("ECSSD")
+    assert rows["DeepCut N-cut (default recipe)"][e:e + 3] == ["74.6", "52.0 ± 2.0", "-22.6"]
+    assert rows["DeepCut N-cut (default recipe) + BS"][e:e + 3] == ["–", "61.0", "–"]  # no published + BS row
+    assert rows["TokenCut + BS"][e:e + 3] == ["77.2", "70.0", "-7.2"]
+    assert rows["TokenCut"][e:e + 3] == ["71.2", "–", "–"]
+    table1 = md.split("### Table 1")[1].split("###")[0]
+    v = 1 + 3 * list(DEV_TABLES["table1"]["columns"]).index("VOC07")
+    assert {r[0]: r for r in markdown_rows_of(table1)}["TokenCut"][v:v + 3] == ["68.8", "60.0", "-8.8"]
+    assert "ECSSD 5" in table2 and "NOT comparable" in table2
+
+
+def markdown_rows_of(text: str) -> list[list[str]]:
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|---"))
+    return [[c.strip() for c in line.strip("|").split(" | ")] for line in lines[start + 1:] if line.startswith("|")]
