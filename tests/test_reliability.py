@@ -202,7 +202,7 @@ def test_process_isolates_the_failing_image():
             return torch.zeros(grid, dtype=torch.long)
         return (torch.arange(16).reshape(grid) % 2)
 
-    segmenter = Segmenter(extractor, method, Postprocess(), center=False, seed=0)
+    segmenter = Segmenter(extractor, method, Postprocess(), seed=0)
     batch = []
     for i, value in enumerate([0.5, 1, 2]):
         image = Image.new("RGB", (16, 16))
