@@ -157,3 +157,45 @@ def test_cub_crop_to_the_box_keeps_keypoints_inside():
         assert np.array_equal(b.parts[:, 2], a.parts[:, 2])
         inside = (a.parts[:, 0] < x1) & (a.parts[:, 1] < y1) & (a.parts[:, 0] >= x0) & (a.parts[:, 1] >= y0)
         assert np.allclose(b.parts[inside, :2], a.parts[inside, :2] - [x0, y0])
+
+
+def test_run_in_collection_mode_resumes_to_the_uninterrupted_result(tmp_path):
+    """run.py with mode.collection_size=3 over 5 photos of two sizes (two collections: 3 + 2): a run
+    that lost its last rows (killed) and is resumed redoes whole collections, the unfinished first one too, and ends with the labels
+    and summary of the uninterrupted run."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import skimage.data
+    root = tmp_path / "photos"
+    (root / "images").mkdir(parents=True)
+    for i, name in enumerate(("astronaut", "chelsea", "coffee", "rocket", "cat")):
+        size = (96, 64) if i % 2 else (64, 96)
+        Image.fromarray(getattr(skimage.data, name)()).convert("RGB").resize(size).save(root / "images" / f"{name}.png")
+    repo = Path(__file__).resolve().parents[1]
+
+    def run(out):
+        args = ["backbone=tiny_random", "backbone.resize=short_side", "backbone.resolution=48", "dataset=folder",
+                f"dataset.root={root}", "loss=cc", "mode.collection_size=3", "optimizer.restarts=2",
+                "save_overlays=false", f"hydra.run.dir={out}"]
+        proc = subprocess.run([sys.executable, str(repo / "run.py"), *args], cwd=tmp_path, capture_output=True,
+                              text=True, env={**os.environ, "HYDRA_FULL_ERROR": "1"}, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    run(whole)
+    run(resumed)
+    lines = (resumed / "results.csv").read_text().splitlines(keepends=True)
+    # Killed: the last three rows lost, i.e. the second collection and one image of the first.
+    (resumed / "results.csv").write_text("".join(lines[:-3]))
+    run(resumed)
+    for out in (whole, resumed):
+        assert len((out / "results.csv").read_text().splitlines()) == 6
+    labels = {p.name: np.asarray(Image.open(p)) for p in (whole / "labels").glob("*.png")}
+    assert len(labels) == 5
+    for name, lab in labels.items():
+        assert np.array_equal(lab, np.asarray(Image.open(resumed / "labels" / name)))
+    s = [json.loads((out / "summary.json").read_text()) for out in (whole, resumed)]
+    assert s[0]["n_labels_counts"] == s[1]["n_labels_counts"] and s[0]["n_images"] == 5
