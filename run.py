@@ -115,6 +115,7 @@ def run(cfg: DictConfig, out: Path, hc) -> tuple[int, str, object]:
         dataset = instantiate(cfg.dataset)
         held = rundir.RunDir.open(out, cfg, dataset, list(hc.overrides.task), hc)
         cache = FeatureCache.usable(cfg.cache.dir) if cfg.cache.enabled else None
+        cfg.device = rundir.job_device(cfg.device, hc)  # a joblib job on a multi-GPU machine: its own GPU
         segmenter = segmenter_from_config(cfg, cache)
         logger = instantiate(cfg.logger)
         writer = ResultsWriter(out, cfg.save_labels, cfg.save_overlays)
