@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from deepcut.files import atomic_write
 from deepcut.offline import cache_dir
 
 log = logging.getLogger("deepcut")
@@ -102,19 +102,12 @@ class FeatureCache:
             return
         path = self._path(key)
         features = features.detach().cpu().contiguous()
-        tmp = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-            os.close(fd)
-            save_file({"features": features}, tmp,
-                      metadata={"sha256": tensor_digest(features), "layout": _layout(features)})
-            os.replace(tmp, path)
+            atomic_write(path, lambda tmp: save_file({"features": features}, tmp, metadata={
+                "sha256": tensor_digest(features), "layout": _layout(features)}))
         except OSError as err:  # e.g. a full disk: the run goes on uncached
             self._read_only(err)
-        finally:
-            if tmp is not None and os.path.exists(tmp):
-                os.unlink(tmp)
 
     def info(self) -> tuple[int, int]:
         files = list(self.root.rglob("*.safetensors")) if self.root.exists() else []

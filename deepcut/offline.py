@@ -16,7 +16,6 @@ import importlib.metadata
 import logging
 import os
 import re
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -25,6 +24,8 @@ import safetensors.torch
 import timm
 import torch
 from onnx import numpy_helper
+
+from deepcut.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -157,19 +158,6 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temp file + os.replace so that concurrent readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def offline_dinov2_vits14_state_dict() -> dict[str, torch.Tensor]:
     """The converted weights, from the checksummed cache, converting (again) when it is missing or bad."""
     onnx_path = offline_onnx_path()
@@ -181,8 +169,9 @@ def offline_dinov2_vits14_state_dict() -> dict[str, torch.Tensor]:
         log.warning("cached weights %s fail their checksum; converting again", path)
     sd = convert_onnx_to_timm(onnx_path)
     data = safetensors.torch.save(sd, metadata={"source": f"{OFFLINE_ONNX[0]}=={version}:{OFFLINE_ONNX[1]}"})
-    _atomic_write(path, data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, data)
     # Written last, so a reader that sees the new sidecar also sees the file it describes; the output is
     # deterministic, so two racing writers write identical bytes anyway.
-    _atomic_write(_sidecar(path), f"{hashlib.sha256(data).hexdigest()}  {path.name}\n".encode())
+    atomic_write_bytes(_sidecar(path), f"{hashlib.sha256(data).hexdigest()}  {path.name}\n".encode())
     return sd

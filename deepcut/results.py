@@ -22,31 +22,14 @@ import torch
 from PIL import Image
 
 from deepcut import metrics
+from deepcut.files import atomic_write, atomic_write_text
 from deepcut.visualize import overlay
-
-
-def _atomic(path: Path, write) -> None:
-    """``write(tmp)`` then rename over ``path``: readers (and a resumed run) see the old file or the
-    whole new one, never a torn one. The temporary name is hidden and unique to this process."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    _atomic(Path(path), lambda tmp: tmp.write_text(text))
 
 
 def atomic_save_image(image: Image.Image, path: Path, **params) -> None:
     path = Path(path)
     fmt = Image.registered_extensions()[path.suffix.lower()]  # the tmp name hides the extension
-    _atomic(path, lambda tmp: image.save(tmp, format=fmt, **params))
+    atomic_write(path, lambda tmp: image.save(tmp, format=fmt, **params))
 
 
 STRING_COLUMNS = {"id", "error", "note", "kp_gt", "kp_pred"}
@@ -128,7 +111,7 @@ class ResultsWriter:
                 w = csv.DictWriter(f, columns, extrasaction="ignore")
                 w.writeheader()
                 w.writerows(kept)
-        _atomic(self.csv_path, write)
+        atomic_write(self.csv_path, write)
         self.rows = [{k: _value(k, v) for k, v in r.items() if v != ""} for r in kept]
         self.done = {r["id"] for r in kept}
         self._file = open(self.csv_path, "a", newline="")

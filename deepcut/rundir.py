@@ -29,7 +29,8 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from deepcut.results import read_raw, atomic_write_text
+from deepcut.files import atomic_write_text
+from deepcut.results import read_raw
 from deepcut.validate import ConfigError, one_paragraph, writable_dir
 
 log = logging.getLogger("deepcut")

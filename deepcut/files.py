@@ -1,0 +1,33 @@
+"""Atomic file writes, the one home for them: results, run-directory records, the feature cache and
+the converted offline weights all write through `atomic_write`."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def atomic_write(path: str | Path, write) -> None:
+    """``write(tmp)`` to a temporary file beside ``path``, fsync, then rename over ``path``: readers
+    (a resumed run, another job on a shared file system) see the old file or the whole new one,
+    never a torn one. The temporary name is hidden (`.<name>.<random>.tmp`) and unique across
+    processes and hosts; a killed writer's leftovers match `.*.tmp`."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
