@@ -57,9 +57,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "experiments")]
 
 import deepcut.segment as segment  # noqa: E402
+from make_tables import Table, to_markdown  # noqa: E402
 from deepcut.api import segmenter_from_config  # noqa: E402
 from deepcut.cache import FeatureCache  # noqa: E402
 from deepcut.datasets import load_image  # noqa: E402
@@ -98,7 +99,7 @@ def is_paper_setting(cfg: DictConfig) -> bool:
             and b.layer == -1 and b.resize == "square" and b.precision == "fp32" and not b.model_kwargs
             and cfg.loss.name == "ncut" and cfg.loss.k == 2 and cfg.mode.name == "single"
             and not (b.center or b.log_bin or g.l2 or g.knn) and g.power == 1.0
-            and dict(cfg.gnn) == {"hidden": 64, "mlp_hidden": 32, "dropout": 0.25}
+            and (cfg.gnn.hidden, cfg.gnn.mlp_hidden, cfg.gnn.dropout) == (64, 32, 0.25)
             and o.steps == 10 and o.lr == 1e-3 and o.restarts == 1 and o.tol is None)
 
 
@@ -515,13 +516,13 @@ def targets(rows: pd.DataFrame, scaling: list[dict], paper: bool) -> list[dict]:
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
+    """A table of figures, written by make_tables' Markdown writer (one for every table)."""
     def fmt(v):
         if isinstance(v, float):
             return "-" if math.isnan(v) else f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
         return "-" if v is None else str(v)
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join(lines)
+    rows = [[fmt(v) for v in row] for row in frame.itertuples(index=False)]
+    return to_markdown(Table("", [str(c) for c in frame.columns], rows)).rstrip("\n")
 
 
 STAGE_NAMES = {"decode": "decode + resize", "backbone": "backbone forward", "graph": "graph (affinity + propagation)",

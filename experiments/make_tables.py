@@ -22,7 +22,6 @@ import argparse
 import json
 import math
 import re
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from deepcut import rundir
+from deepcut.loggers import git_state
 from deepcut.rundir import override_key, override_value
 
 HERE = Path(__file__).resolve().parent
@@ -130,14 +130,6 @@ def merge_split_runs(runs: list[dict]) -> list[dict]:
         merged["_overrides"] = {k: v for k, v in first["_overrides"].items() if k != "dataset.shard"}
         out.append(merged)
     return out
-
-
-def head_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "-C", str(HERE), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 # ------------------------------------------------------------------ tables
@@ -383,7 +375,7 @@ def numeric_columns(t: Table) -> list[bool]:
 def to_markdown(t: Table) -> str:
     def esc(s):
         return str(s).replace("|", "\\|")
-    lines = [f"### {t.title}", "", "| " + " | ".join(map(esc, t.columns)) + " |",
+    lines = ([f"### {t.title}", ""] if t.title else []) + ["| " + " | ".join(map(esc, t.columns)) + " |",
              "|" + "|".join("---:" if num else "---" for num in numeric_columns(t)) + "|"]
     lines += ["| " + " | ".join(map(esc, r)) + " |" for r in t.rows]
     lines += [""] + [f"{n}  " for n in t.notes]
@@ -430,7 +422,7 @@ def make_tables(paths: list[Path], out: Path, paper_file: Path = PAPER_NUMBERS, 
     runs, unfinished = find_runs(paths)
     paper = OmegaConf.to_container(OmegaConf.load(paper_file))
     out.mkdir(parents=True, exist_ok=True)
-    head = head_commit()
+    head = git_state()["commit"]
     written = {}
     if len(runs):
         runs.drop(columns=["_overrides", "_choices", "_config"]).to_csv(out / "runs.csv", index=False)
