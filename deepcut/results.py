@@ -148,8 +148,8 @@ def write_summary(out: Path, summary: dict) -> None:
 
 
 def summarize_run(rows: list[dict], **info) -> dict:
-    """The summary of per-image rows: metric means, maxFβ, CorLoc, pooled parts NMI/ARI, and the
-    counts n_images (rows), n_failed (rows with an error), n_evaluated (rows the metric means are
+    """The summary of per-image rows: metric means, maxFβ, CorLoc, pooled parts NMI/ARI (both
+    protocols of metrics.part_scores), and the counts n_images (rows), n_failed (rows with an error), n_evaluated (rows the metric means are
     over: no error and some ground truth) and n_degenerate (one cluster for every patch; their
     metrics are in the means); n_labels_mean and n_labels_counts (labels per image, background
     included: how many clusters were found, their distribution). Rows are taken in id order, so the means do not depend on the order
@@ -170,7 +170,7 @@ def summarize_run(rows: list[dict], **info) -> dict:
     if kp:
         gt = np.concatenate([np.array(r["kp_gt"].split(), int) for r in kp])
         pred = np.concatenate([np.array(r["kp_pred"].split(), int) for r in kp])
-        s["nmi"], s["ari"] = metrics.nmi_ari(gt, pred)
+        s.update(metrics.part_scores(gt, pred))
     for k in ("x0", "y0", "x1", "y1", "n_labels", "degenerate"):
         s.pop(k, None)
     ok = [r for r in rows if not r.get("error")]

@@ -16,6 +16,7 @@ from deepcut.metrics import (
     max_f_beta,
     keypoint_labels,
     nmi_ari,
+    part_scores,
     pixel_accuracy,
     summarize,
     voc_box_to_edges,
@@ -171,9 +172,11 @@ def test_corloc_hit():
 
 
 def parts_nmi_ari(label_maps, parts_list):
-    """Readings at every image's keypoints, pooled over the data set, as run.py and evaluate.py do."""
+    """Readings at every image's keypoints, pooled over the data set, as run.py and evaluate.py do
+    (the full-image protocol: background one more cluster)."""
     readings = [keypoint_labels(labels, parts) for labels, parts in zip(label_maps, parts_list)]
-    return nmi_ari(np.concatenate([g for g, _ in readings]), np.concatenate([p for _, p in readings]))
+    scores = part_scores(np.concatenate([g for g, _ in readings]), np.concatenate([p for _, p in readings]))
+    return scores["nmi"], scores["ari"]
 
 
 LABELS = np.array([[0, 1, 1], [0, 1, 2]])
@@ -208,6 +211,26 @@ def test_parts_by_hand():
     assert nmi == pytest.approx(mi / ((h_gt + h_pred) / 2))
     assert (nmi, ari) == pytest.approx(
         (normalized_mutual_info_score(gt, pred), adjusted_rand_score(gt, pred)), abs=1e-12)
+
+
+def test_parts_background_keypoints_read_minus_the_nearest_part():
+    # Row [1, 0, 0, 2]: the keypoint in column 1 is nearest to part 1, the one in column 2 to part 2.
+    kps = np.array([[0.5, 0.5, 0], [1.5, 0.5, 0], [2.5, 0.5, 1], [3.5, 0.5, 1]])
+    gt, pred = keypoint_labels(np.array([[1, 0, 0, 2]]), kps)
+    assert gt.tolist() == [0, 0, 1, 1] and pred.tolist() == [1, -1, -2, 2]
+    # An image without any part: background keypoints read 0.
+    assert keypoint_labels(np.zeros((2, 2), int), kps[:1])[1].tolist() == [0]
+
+
+def test_part_scores_full_and_foreground_protocols_by_hand():
+    s = part_scores([0, 0, 1, 1], [1, -1, -2, 2])
+    # Foreground protocol: [1, 1, 2, 2] is a relabelling of the ground truth.
+    assert s["nmi_fg"] == pytest.approx(1.0) and s["ari_fg"] == pytest.approx(1.0)
+    # Full protocol, [1, 0, 0, 2]: sum C(n_ij, 2) = 0; rows 1 + 1 = 2; columns C(2, 2) = 1;
+    # expected 2 * 1 / C(4, 2) = 1/3; max (2 + 1) / 2 = 3/2 -> (0 - 1/3) / (3/2 - 1/3) = -2/7.
+    assert s["ari"] == pytest.approx(-2 / 7)
+    assert s["nmi"] == pytest.approx(normalized_mutual_info_score([0, 0, 1, 1], [1, 0, 0, 2]))
+    assert s["kp_on_parts"] == 0.5
 
 
 # --------------------------------------------------------------------- summary

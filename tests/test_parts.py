@@ -79,6 +79,22 @@ def test_summary_gives_the_distribution_of_clusters_found():
     assert s["n_labels_mean"] == pytest.approx(11 / 3)
 
 
+def test_summary_pools_keypoints_in_both_parts_protocols():
+    """Readings as run.py writes them (a keypoint on background: minus its nearest part): image a
+    reads parts 1, 2; image b has keypoint 0 on background nearest part 1, keypoint 1 on part 2."""
+    rows = [{"id": "a", "kp_gt": "0 1", "kp_pred": "1 2"}, {"id": "b", "kp_gt": "0 1", "kp_pred": "-1 2"},
+            {"id": "c", "error": "boom"}]
+    s = summarize_run(rows)
+    # Foreground protocol: [1, 2, 1, 2] names the keypoints perfectly.
+    assert s["nmi_fg"] == pytest.approx(1.0) and s["ari_fg"] == pytest.approx(1.0)
+    # Full-image protocol: [1, 2, 0, 2]. Contingency kp0 -> {1: 1, 0: 1}, kp1 -> {2: 2}: sum C(n_ij, 2) = 1;
+    # rows 1 + 1 = 2; columns C(1,2) + C(2,2) + C(1,2) = 1; expected 2 / 6; max 3/2 -> (1 - 1/3) / (3/2 - 1/3) = 4/7.
+    assert s["ari"] == pytest.approx(4 / 7)
+    # NMI: H(gt) = ln 2, H(pred) = 1.5 ln 2, MI = H(gt) (pred determines gt) -> 2 / 2.5 = 0.8.
+    assert s["nmi"] == pytest.approx(0.8)
+    assert s["kp_on_parts"] == pytest.approx(0.75)
+
+
 def test_shared_init_starts_every_image_from_the_same_gnn():
     shared = GNNBatch([1, 2], 3, 8, 4, init_seeds=[7, 7])
     assert torch.equal(shared.flat[0], shared.flat[1])
