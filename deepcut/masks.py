@@ -48,9 +48,24 @@ def largest_component(mask: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(components == (1 + int(np.argmax(sizes)))).to(mask.device)
 
 
-def upsample_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Nearest-neighbour upsampling of an (h, w) label map to the image size (H, W)."""
-    return F.interpolate(labels[None, None].float(), size=size, mode="nearest")[0, 0].long()
+def upsample_labels(labels: torch.Tensor, size: tuple[int, int], mode: str = "nearest") -> torch.Tensor:
+    """An (h, w) label map at the image size (H, W). nearest: each pixel takes its patch's label
+    (edges follow the patch grid). bilinear: each label's indicator is interpolated between patch
+    centres and every pixel takes the label with the largest value, so edges run between the
+    centres instead of in stair steps; one label at a time, to keep memory at two (H, W) maps."""
+    if mode == "nearest":
+        return F.interpolate(labels[None, None].float(), size=size, mode="nearest")[0, 0].long()
+    if mode != "bilinear":
+        raise ValueError(f"upsampling mode {mode!r}: use nearest or bilinear")
+    best = torch.full(size, -1.0)
+    out = torch.zeros(size, dtype=torch.long)
+    for value in labels.unique().tolist():
+        score = F.interpolate((labels == value)[None, None].float(), size=size, mode="bilinear",
+                              align_corners=False)[0, 0]
+        take = score > best
+        best = torch.where(take, score, best)
+        out[take] = value
+    return out
 
 
 def mask_to_box(mask: torch.Tensor) -> torch.Tensor | None:

@@ -25,7 +25,7 @@ from deepcut.cache import FeatureCache, model_fingerprint, tensor_digest
 from deepcut.features import center, extract, grid_size, log_bin, resize, to_tensor
 from deepcut.masks import largest_component, mask_to_box, upsample_labels
 from deepcut.segment import derive_seed
-from deepcut.validate import one_paragraph
+from deepcut.validate import ConfigError, one_paragraph
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -102,14 +102,20 @@ class Postprocess:
     largest_component keeps the foreground's largest connected patch region (TokenCut/LOST do);
     bilateral refines the mask on the image (Barron & Poole 2016; the paper used none)."""
     largest_component: bool = False
+    upsample: str = "nearest"
     bilateral: bool = False
     bilateral_params: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.upsample not in ("nearest", "bilinear"):
+            raise ConfigError(f"postprocess.upsample={self.upsample!r}: use nearest (each pixel takes its "
+                              "patch's label) or bilinear (edges between patch centres).")
 
     def __call__(self, labels: torch.Tensor, image: Image.Image):
         labels = labels.cpu()
         if self.largest_component:
             labels = torch.where(largest_component(labels > 0), labels, 0)
-        full = upsample_labels(labels, (image.height, image.width))
+        full = upsample_labels(labels, (image.height, image.width), self.upsample)
         mask = full > 0
         if self.bilateral:
             from deepcut.bilateral import refine_mask

@@ -4,9 +4,11 @@ import math
 import pytest
 import torch
 
-from deepcut.masks import mask_to_box, relabel_background_first
+from deepcut.masks import mask_to_box, relabel_background_first, upsample_labels
 from deepcut.gnn import GNNBatch
 from deepcut.segment import GNN, OBJECTIVES, DeepCut, Graph, Optimisation, build_graph, derive_seed, fit
+from deepcut.pipeline import Postprocess
+from deepcut.validate import ConfigError
 
 
 def train(features, seeds, *, loss="ncut", graph=Graph(), **kwargs):
@@ -253,6 +255,22 @@ def test_border_rule_and_boxes():
     box = mask_to_box(out == 1)
     assert box.tolist() == [2, 1, 5, 4]  # x0, y0, x1, y1 in pixel edges
     assert mask_to_box(torch.zeros(3, 3, dtype=torch.bool)) is None
+
+
+def test_bilinear_upsampling_cuts_the_patch_corners_and_keeps_straight_edges():
+    corner = torch.tensor([[1, 0], [0, 0]])  # one foreground patch, 4x4 pixels each
+    nearest = upsample_labels(corner, (8, 8))
+    smooth = upsample_labels(corner, (8, 8), "bilinear")
+    assert nearest[:4, :4].eq(1).all() and nearest.sum() == 16
+    # Pixel (3, 3) sits 0.375 patches from both centres: indicator 0.625^2 = 0.39 < 0.5 -> background;
+    # pixel (3, 0) only along one axis: 0.625 -> still foreground. The corner is cut diagonally.
+    assert smooth[3, 3] == 0 and smooth[3, 0] == 1 and smooth[0, 0] == 1 and smooth[4:].eq(0).all()
+    halves = torch.tensor([[2, 5], [2, 5]])  # a straight edge stays where nearest puts it
+    assert torch.equal(upsample_labels(halves, (6, 8), "bilinear"), upsample_labels(halves, (6, 8)))
+    parts = torch.tensor([[0, 1, 1], [0, 2, 1], [0, 2, 2]])
+    assert set(upsample_labels(parts, (30, 30), "bilinear").unique().tolist()) == {0, 1, 2}
+    with pytest.raises(ConfigError, match="postprocess.upsample='cubic'"):
+        Postprocess(upsample="cubic")
 
 
 def test_non_finite_features_fail_loudly():
