@@ -68,6 +68,22 @@ def upsample_labels(labels: torch.Tensor, size: tuple[int, int], mode: str = "ne
     return out
 
 
+def labels_within(labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """A label map made to agree with a refined foreground mask (H, W): 0 outside the mask; inside,
+    each pixel keeps its label, or takes the nearest foreground label where the coarse map called
+    it background (label 1 if there is none). So the saved label map, its overlay and evaluate.py's
+    re-scoring show the mask that was scored."""
+    foreground = labels > 0
+    filled = labels
+    if (mask & ~foreground).any():
+        if foreground.any():
+            _, (iy, ix) = ndimage.distance_transform_edt(~foreground.cpu().numpy(), return_indices=True)
+            filled = labels[torch.from_numpy(iy), torch.from_numpy(ix)]
+        else:
+            filled = torch.ones_like(labels)
+    return torch.where(mask, filled, 0)
+
+
 def mask_to_box(mask: torch.Tensor) -> torch.Tensor | None:
     """Box (x0, y0, x1, y1) of the largest component of a boolean mask, in pixel edges
     (x1, y1 exclusive), or None when the mask is empty."""

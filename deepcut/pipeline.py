@@ -23,7 +23,7 @@ from deepcut import metrics
 from deepcut.backbone import create_backbone
 from deepcut.cache import FeatureCache, model_fingerprint, tensor_digest
 from deepcut.features import center, extract, grid_size, log_bin, resize, to_tensor
-from deepcut.masks import largest_component, mask_to_box, upsample_labels
+from deepcut.masks import labels_within, largest_component, mask_to_box, upsample_labels
 from deepcut.segment import derive_seed
 from deepcut.validate import ConfigError, one_paragraph
 
@@ -120,6 +120,7 @@ class Postprocess:
         if self.bilateral:
             from deepcut.bilateral import refine_mask
             mask = torch.from_numpy(refine_mask(np.asarray(image), mask.numpy(), **self.bilateral_params))
+            full = labels_within(full, mask)
         return full, mask, mask_to_box(mask)
 
 

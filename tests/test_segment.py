@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from deepcut.masks import mask_to_box, relabel_background_first, upsample_labels
+from deepcut.masks import labels_within, mask_to_box, relabel_background_first, upsample_labels
 from deepcut.gnn import GNNBatch
 from deepcut.segment import GNN, OBJECTIVES, DeepCut, Graph, Optimisation, build_graph, derive_seed, fit
 from deepcut.pipeline import Postprocess
@@ -271,6 +271,18 @@ def test_bilinear_upsampling_cuts_the_patch_corners_and_keeps_straight_edges():
     assert set(upsample_labels(parts, (30, 30), "bilinear").unique().tolist()) == {0, 1, 2}
     with pytest.raises(ConfigError, match="postprocess.upsample='cubic'"):
         Postprocess(upsample="cubic")
+
+
+def test_labels_follow_the_refined_mask():
+    labels = torch.tensor([[0, 0, 0, 0], [0, 2, 2, 0], [0, 1, 1, 0], [0, 0, 0, 0]])
+    mask = torch.zeros(4, 4, dtype=torch.bool)
+    mask[1:3, 1:4] = True  # the refinement drops nothing here, adds column 3 and rows 1-2
+    mask[2, 1] = False     # and removes one part pixel
+    out = labels_within(labels, mask)
+    assert torch.equal(out > 0, mask)
+    assert out[1, 3] == 2 and out[2, 3] == 1 and out[2, 2] == 1 and out[1, 1] == 2  # nearest part's label
+    assert torch.equal(labels_within(torch.zeros(3, 3, dtype=torch.long), torch.ones(3, 3, dtype=torch.bool)),
+                       torch.ones(3, 3, dtype=torch.long))
 
 
 def test_non_finite_features_fail_loudly():
