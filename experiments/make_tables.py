@@ -244,9 +244,9 @@ def dev_tables(runs: pd.DataFrame, spec: dict) -> list[Table]:
         t = spec[key]
         scale = float(t.get("scale", 1))
         columns = ["Method"] + [f"{c} {part}" for c in t["columns"] for part in ("paper", "ours", "Δ")]
-        rows, images, backbones, seeds, filled = [], {}, set(), set(), False
+        rows, images, backbones, seeds, filled = [], {}, set(), {}, False
         for name, match, paper in dev_rows(t):
-            cells = [name]
+            cells, ran = [name], False
             for column, dataset in t["columns"].items():
                 mine = [r for r in records if r.get("dataset") == dataset and matches(r, match)]
                 values = [r.get(t["metric"]) for r in mine]
@@ -254,20 +254,24 @@ def dev_tables(runs: pd.DataFrame, spec: dict) -> list[Table]:
                 p = paper.get(column)
                 diff = "–"
                 if ours != "–":
-                    filled = True
+                    filled = ran = True
                     images.setdefault(column, set()).update(int(r["n_images"]) for r in mine)
                     backbones.update(str(r.get("backbone")) for r in mine)
-                    seeds.update(int(r["seed"]) for r in mine if len(mine) > 1)
+                    if match.get("method") == "deepcut":
+                        seeds.setdefault(column, set()).update(int(r["seed"]) for r in mine)
                     if p is not None:
                         mean = pd.Series([float(v) * scale for v in values if v is not None]).mean()
                         diff = f"{round(mean, 1) - float(p):+.1f}"
                 cells += ["–" if p is None else f"{float(p):.1f}", ours, diff]
-            rows.append(cells)
+            if ran or any(v is not None for v in paper.values()):  # a row with neither (+ BS twins nobody ran) is left out
+                rows.append(cells)
         if not filled:
             continue
         notes = [f"Ours: backbone {', '.join(sorted(backbones))}; images per data set: "
                  + ", ".join(f"{c} {'/'.join(map(str, sorted(n)))}" for c, n in images.items())
-                 + f"; mean ± std over seeds {','.join(map(str, sorted(seeds)))} where a method is random.",
+                 + "; DeepCut (random): mean ± std over seeds "
+                 + "; ".join(f"{c} {','.join(map(str, sorted(s)))}" for c, s in seeds.items())
+                 + " (one seed: no ± shown).",
                  "+ BS: postprocess.bilateral=true (the fast bilateral solver) after the method.",
                  *spec.get("notes", [])]
         tables.append(Table(t["title"], columns, rows, [("", 1)] + [(c, 3) for c in t["columns"]], notes))

@@ -150,7 +150,8 @@ def test_dev_tables_match_real_config_choices_and_carry_the_paper_numbers():
                 assert column in table["columns"] and isinstance(cell["paper"], float)
         # DeepCut's cells carry the same published numbers as the experiment tables
         published = {r["name"]: r for r in PAPER_NUMBERS[key]["rows"]}
-        for name, ours in (("DeepCut N-cut", "DeepCut N-cut (paper recipe)"), ("DeepCut CC", "DeepCut CC")):
+        for name, ours in (("DeepCut N-cut", "DeepCut N-cut (paper recipe)"),
+                           ("DeepCut CC", "DeepCut CC (centred, 16 restarts, lowest loss)")):
             row = next(r for r in table["rows"] if r["name"] == ours)
             for column, cell in published[name]["cells"].items():
                 assert row["cells"][column]["paper"] == cell["paper"]
@@ -393,10 +394,12 @@ def test_a_split_run_merges_to_exactly_the_unsharded_summary(tmp_path, nine_phot
         evaluate.main([str(split / "0"), str(split / "1")])
 
 
-def _fake_run(path: Path, choices: dict, bilateral: bool, seed: int, summary: dict) -> None:
-    """A finished run directory as run.py leaves it (only what make_tables.py reads)."""
+def _fake_run(path: Path, choices: dict, bilateral: bool, seed: int, summary: dict, config: dict | None = None) -> None:
+    """A finished run directory as run.py leaves it (only what make_tables.py reads); `config`: more
+    of its composed config (nested keys)."""
     (path / ".hydra").mkdir(parents=True)
-    OmegaConf.save(OmegaConf.create({"seed": seed, "postprocess": {"bilateral": bilateral}}), path / ".hydra" / "config.yaml")
+    composed = OmegaConf.merge({"seed": seed, "postprocess": {"bilateral": bilateral}}, config or {})
+    OmegaConf.save(composed, path / ".hydra" / "config.yaml")
     OmegaConf.save(OmegaConf.create({"hydra": {"runtime": {"choices": choices}}}), path / ".hydra" / "hydra.yaml")
     overrides = [f"{k}={v}" for k, v in choices.items()] + [f"seed={seed}", f"postprocess.bilateral={bilateral}"]
     OmegaConf.save(OmegaConf.create(overrides), path / ".hydra" / "overrides.yaml")
@@ -406,9 +409,13 @@ def _fake_run(path: Path, choices: dict, bilateral: bool, seed: int, summary: di
 
 def test_dev_tables_put_paper_ours_and_difference_in_each_cell(tmp_path):
     deepcut = {"method": "deepcut", "loss": "ncut", "graph": "default", "optimizer": "default"}
+    recipe16 = {"backbone": {"center": True}, "optimizer": {"restarts": 16, "steps": 10}}
     for seed, miou in enumerate([0.50, 0.52, 0.54]):
-        _fake_run(tmp_path / f"d{seed}", deepcut, False, seed, {"dataset": "ecssd", "miou": miou})
-    _fake_run(tmp_path / "d_bs", deepcut, True, 0, {"dataset": "ecssd", "miou": 0.61})
+        _fake_run(tmp_path / f"d{seed}", deepcut, False, seed, {"dataset": "ecssd", "miou": miou}, recipe16)
+    _fake_run(tmp_path / "d_bs", deepcut, True, 0, {"dataset": "ecssd", "miou": 0.61}, recipe16)
+    # Another recipe under the same config choices (the default changed): not pooled into the named row.
+    _fake_run(tmp_path / "d8", deepcut, False, 0, {"dataset": "ecssd", "miou": 0.10},
+              {"backbone": {"center": True}, "optimizer": {"restarts": 8, "steps": 10}})
     _fake_run(tmp_path / "t_bs", {"method": "tokencut"}, True, 0, {"dataset": "ecssd", "miou": 0.70})
     _fake_run(tmp_path / "t_voc", {"method": "tokencut"}, False, 0, {"dataset": "voc07", "corloc": 60.0})
     result = make_tables.make_tables([tmp_path], tmp_path / "tables")
@@ -417,8 +424,9 @@ def test_dev_tables_put_paper_ours_and_difference_in_each_cell(tmp_path):
     rows = {r[0]: r for r in markdown_rows_of(table2)}
     columns = list(DEV_TABLES["table2"]["columns"])
     e = 1 + 3 * columns.index("ECSSD")
-    assert rows["DeepCut N-cut (default recipe)"][e:e + 3] == ["74.6", "52.0 ± 2.0", "-22.6"]
-    assert rows["DeepCut N-cut (default recipe) + BS"][e:e + 3] == ["–", "61.0", "–"]  # no published + BS row
+    assert rows["DeepCut N-cut (centred, 16 restarts, vote)"][e:e + 3] == ["74.6", "52.0 ± 2.0", "-22.6"]
+    assert rows["DeepCut N-cut (centred, 16 restarts, vote) + BS"][e:e + 3] == ["–", "61.0", "–"]  # no published + BS row
+    assert "DeepCut N-cut (paper recipe)" in rows and "DeepCut N-cut (paper recipe) + BS" not in rows  # no + BS run
     assert rows["TokenCut + BS"][e:e + 3] == ["77.2", "70.0", "-7.2"]
     assert rows["TokenCut"][e:e + 3] == ["71.2", "–", "–"]
     table1 = md.split("### Table 1")[1].split("###")[0]
