@@ -100,28 +100,34 @@ class Postprocess:
     """Stage 4: patch labels -> full-size labels, foreground mask and box.
 
     largest_component keeps the foreground's largest connected patch region (TokenCut/LOST do);
-    bilateral refines the mask on the image (Barron & Poole 2016; the paper used none)."""
+    bilateral refines the mask on the image (Barron & Poole 2016; the paper used none); box_from
+    says which mask the box is drawn around: the coarse one (as TokenCut's object discovery, so
+    refinement never moves a box) or the refined one."""
     largest_component: bool = False
     upsample: str = "nearest"
     bilateral: bool = False
     bilateral_params: dict = field(default_factory=dict)
+    box_from: str = "coarse"
 
     def __post_init__(self):
         if self.upsample not in ("nearest", "bilinear"):
             raise ConfigError(f"postprocess.upsample={self.upsample!r}: use nearest (each pixel takes its "
                               "patch's label) or bilinear (edges between patch centres).")
+        if self.box_from not in ("coarse", "refined"):
+            raise ConfigError(f"postprocess.box_from={self.box_from!r}: use coarse (the box of the mask before "
+                              "the bilateral solver) or refined (after it).")
 
     def __call__(self, labels: torch.Tensor, image: Image.Image):
         labels = labels.cpu()
         if self.largest_component:
             labels = torch.where(largest_component(labels > 0), labels, 0)
         full = upsample_labels(labels, (image.height, image.width), self.upsample)
-        mask = full > 0
+        mask = coarse = full > 0
         if self.bilateral:
             from deepcut.bilateral import refine_mask
-            mask = torch.from_numpy(refine_mask(np.asarray(image), mask.numpy(), **self.bilateral_params))
+            mask = torch.from_numpy(refine_mask(np.asarray(image), coarse.numpy(), **self.bilateral_params))
             full = labels_within(full, mask)
-        return full, mask, mask_to_box(mask)
+        return full, mask, mask_to_box(coarse if self.box_from == "coarse" else mask)
 
 
 def bound(sample, max_pixels: int | None):

@@ -1,6 +1,7 @@
 """DeepCut on features with known answers: well-separated groups must be cut exactly along them."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -283,6 +284,20 @@ def test_labels_follow_the_refined_mask():
     assert out[1, 3] == 2 and out[2, 3] == 1 and out[2, 2] == 1 and out[1, 1] == 2  # nearest part's label
     assert torch.equal(labels_within(torch.zeros(3, 3, dtype=torch.long), torch.ones(3, 3, dtype=torch.bool)),
                        torch.ones(3, 3, dtype=torch.long))
+
+
+def test_the_box_comes_from_the_coarse_mask_unless_asked_for_the_refined_one():
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    image = (rng.random((96, 96, 3)) * 40).astype(np.uint8)
+    image[20:60, 20:60] = 230  # the object; the patch labels (16 px patches) overshoot it by 4 px
+    labels = torch.zeros(6, 6, dtype=torch.long)
+    labels[1:4, 1:4] = 1
+    coarse = Postprocess(bilateral=True)(labels, Image.fromarray(image))
+    refined = Postprocess(bilateral=True, box_from="refined")(labels, Image.fromarray(image))
+    assert torch.equal(coarse[1], refined[1]) and coarse[1].sum() < 48 * 48  # the solver shrank the mask
+    assert coarse[2].tolist() == [16, 16, 64, 64]
+    assert refined[2].sub(torch.tensor([20.0, 20, 60, 60])).abs().max() <= 1
 
 
 def test_non_finite_features_fail_loudly():
