@@ -75,9 +75,8 @@ def read_photo(path) -> tuple[Image.Image, list[str]]:
 
 def settings(method: str, loss: str, k: int, mode: str, bilateral: bool) -> tuple[str, tuple, tuple]:
     """(method, config-group choices, overrides) for create_segmenter. Loss, K and mode only shape
-    DeepCut (K also k-means), so peers with different values share one cached segmenter. DeepCut
-    with K > 2 or CC in mode single takes the best restart instead of the restarts' vote, which
-    only decides foreground and background."""
+    DeepCut (K also k-means), so peers with different values share one cached segmenter. (DeepCut
+    with K > 2 or CC keeps its best restart by itself: optimizer.combine=auto.)"""
     if method not in METHODS:
         raise PhotoError(f"method {method!r} is not one of {', '.join(METHODS)}")
     overrides = [f"postprocess.bilateral={str(bool(bilateral)).lower()}"]
@@ -87,10 +86,6 @@ def settings(method: str, loss: str, k: int, mode: str, bilateral: bool) -> tupl
             raise PhotoError(f"loss must be one of {', '.join(LOSSES)} and mode one of {', '.join(MODES)}")
         choices = (("loss", loss), ("mode", mode))
         overrides.append(f"loss.k={int(k)}")
-        if mode == "single" and (loss == "cc" or int(k) > 2):
-            # The default vote of the restarts keeps only foreground/background; K clusters (or the
-            # ones CC finds) need the single best restart's labels.
-            overrides.append("optimizer.combine=best")
     elif method == "kmeans":
         overrides.append(f"method.k={int(k)}")
     return method, choices, tuple(overrides)
@@ -145,8 +140,6 @@ def segment(segmenters: Segmenters, path, method: str, loss: str, k: int, mode: 
              f"**Box** x0, y0, x1, y1 = {box}",
              f"**Clusters** {out.n_clusters} on a {out.grid[0]} x {out.grid[1]} patch grid; "
              f"foreground {100 * float(out.mask.float().mean()):.0f} % of {image.width} x {image.height} px"]
-    if "optimizer.combine=best" in key[2]:
-        lines.append("K > 2 and CC show the best of the restarts (their default vote keeps only the foreground).")
     if method != "deepcut":
         lines.append("Loss and mode shape DeepCut only" + (" (K sets k-means' k)." if method == "kmeans" else "."))
     lines += [f"Note: {n}." for n in notes]
@@ -168,6 +161,7 @@ def build(backbone: str | None = None):
         import gradio as gr
     except ImportError:
         raise SystemExit('the demo needs gradio: pip install -c constraints.txt -e ".[demo]"') from None
+    from deepcut.api import compose_config  # the checkbox starts at the configs' default
     segmenters = Segmenters(backbone)
     photos = [str(e.image) for e in Demo().entries]
 
@@ -186,7 +180,8 @@ def build(backbone: str | None = None):
                               elem_id="k")
                 mode = gr.Radio(list(MODES), value="single", label="Mode (parts: K parts inside the foreground)",
                                 elem_id="mode")
-                bilateral = gr.Checkbox(False, label="Refine the mask with the bilateral solver", elem_id="bilateral")
+                bilateral = gr.Checkbox(bool(compose_config("deepcut").postprocess.bilateral), elem_id="bilateral",
+                                        label="Refine the mask with the bilateral solver")
                 run = gr.Button("Segment", variant="primary", elem_id="run")
             with gr.Column(scale=2):
                 overlay = gr.Image(label="Overlay and box", type="pil", format="png", interactive=False,

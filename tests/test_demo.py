@@ -70,10 +70,7 @@ def test_read_photo_refuses_what_it_cannot_use_with_a_message(tmp_path):
 def test_settings_pass_loss_k_and_mode_to_deepcut_only():
     assert demo.settings("deepcut", "cc", 5, "parts", True) == (
         "deepcut", (("loss", "cc"), ("mode", "parts")), ("postprocess.bilateral=true", "loss.k=5"))
-    # K clusters in one stage: the best restart, not the vote (which keeps foreground/background only)
     assert demo.settings("deepcut", "ncut", 2, "single", False)[2] == ("postprocess.bilateral=false", "loss.k=2")
-    assert demo.settings("deepcut", "ncut", 4, "single", False)[2][-1] == "optimizer.combine=best"
-    assert demo.settings("deepcut", "cc", 10, "single", False)[2][-1] == "optimizer.combine=best"
     assert demo.settings("tokencut", "cc", 5, "parts", False) == demo.settings("tokencut", "ncut", 2, "single", False)
     assert demo.settings("kmeans", "ncut", 3, "single", False)[2] == ("postprocess.bilateral=false", "method.k=3")
     with pytest.raises(demo.PhotoError, match="not one of"):
