@@ -285,7 +285,8 @@ def dev_tables(runs: pd.DataFrame, spec: dict) -> list[Table]:
             for dataset in s["datasets"].values():
                 mine = [r for r in records if r.get("dataset") == dataset and matches(r, match)]
                 cells += [mean_std([r.get(m) for r in mine], ".3f") for m in s["metrics"]]
-            rows.append(cells)
+            if any(c != "–" for c in cells[1:]):  # rows nobody ran are left out
+                rows.append(cells)
         if any(c != "–" for r in rows for c in r[1:]):
             groups = [("", 1)] + [(c, len(s["metrics"])) for c in s["datasets"]]
             tables.append(Table(s["title"], columns, rows, groups,
