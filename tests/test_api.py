@@ -42,9 +42,10 @@ def test_readme_snippet_gives_what_run_py_gives(tmp_path):
         h, w = out.grid
         assert out.patch_labels.shape == (h, w) and out.features.shape[0] == h * w
         # The soft assignment: a distribution over the labels, whose argmax agrees with the labels
-        # on most patches (the labels come from a vote over 16 restarts).
+        # on most patches (the labels are the majority of 4 restarts, a 2-2 tie is background; the
+        # soft channel is their mean probability, so the two differ on split patches).
         assert out.soft.shape[1:] == (h, w) and torch.allclose(out.soft.sum(0), torch.ones(h, w), atol=1e-5)
-        assert (out.soft.argmax(0) == out.patch_labels).float().mean() > 0.9, sid
+        assert (out.soft.argmax(0) == out.patch_labels).float().mean() > 0.8, sid
     assert scope["out"] is outs[1] and demo.ids[1] == "chelsea"
 
 
