@@ -68,6 +68,13 @@ def upsample_labels(labels: torch.Tensor, size: tuple[int, int], mode: str = "ne
     return out
 
 
+def nearest_foreground(labels: np.ndarray) -> np.ndarray:
+    """For every pixel of an (H, W) label map with some label > 0, the label of the nearest
+    (Euclidean) pixel whose label is > 0 (itself where it is > 0)."""
+    _, (rows, cols) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
+    return labels[rows, cols]
+
+
 def labels_within(labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """A label map made to agree with a refined foreground mask (H, W): 0 outside the mask; inside,
     each pixel keeps its label, or takes the nearest foreground label where the coarse map called
@@ -77,8 +84,7 @@ def labels_within(labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     filled = labels
     if (mask & ~foreground).any():
         if foreground.any():
-            _, (iy, ix) = ndimage.distance_transform_edt(~foreground.cpu().numpy(), return_indices=True)
-            filled = labels[torch.from_numpy(iy), torch.from_numpy(ix)]
+            filled = torch.from_numpy(nearest_foreground(labels.cpu().numpy())).to(labels)
         else:
             filled = torch.ones_like(labels)
     return torch.where(mask, filled, 0)

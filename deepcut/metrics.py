@@ -11,8 +11,9 @@ import math
 import numbers
 
 import numpy as np
-from scipy import ndimage
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+from deepcut.masks import nearest_foreground
 
 
 def _mask(x) -> np.ndarray:
@@ -242,10 +243,7 @@ def keypoint_labels(labels, parts) -> tuple[np.ndarray, np.ndarray]:
     pred = labels[rows, cols].astype(int)
     on_background = pred == 0
     if on_background.any() and (labels > 0).any():
-        # For every pixel, the indices of the nearest part pixel (distance to a non-zero label).
-        _, (near_r, near_c) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
-        r, c = rows[on_background], cols[on_background]
-        pred[on_background] = -labels[near_r[r, c], near_c[r, c]].astype(int)
+        pred[on_background] = -nearest_foreground(labels)[rows[on_background], cols[on_background]].astype(int)
     return parts[:, 2].astype(int), pred
 
 
