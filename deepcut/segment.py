@@ -91,10 +91,13 @@ def build_graph(features: torch.Tensor, graph: Graph = Graph(), loss: str = "ncu
         if b > 1:
             raise ValueError("sparse graphs are built one image at a time (no batched sparse matmul)")
         w = sparse_knn_affinity(features[0], graph.knn, formula, graph.alpha, graph.l2, graph.power)
-    else:
-        w = affinity(features, formula, graph.alpha, graph.l2, graph.power, graph.knn)
-    ax = propagate(w, node_features(features, graph.l2))
-    return w, ax, degrees(w).view(b, n)
+        return w, propagate(w, node_features(features[0], graph.l2))[None], degrees(w).view(b, n)
+    # One image at a time: its W (6 MB at N = 1225) is still in cache when it is propagated; a
+    # batch's (48 MB for 8 images) would come back from memory.
+    w, x = features.new_empty(b, n, n), node_features(features, graph.l2)
+    ax = torch.stack([propagate(affinity(features[i], formula, graph.alpha, graph.l2, graph.power, graph.knn, out=w[i]), x[i])
+                      for i in range(b)])
+    return w, ax, degrees(w)
 
 
 @dataclass

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from deepcut.features import center
-from deepcut.gnn import propagate
-from deepcut.graph import affinity, cc_affinity, keep_knn, ncut_affinity
+from deepcut.gnn import GNNBatch, propagate
+from deepcut.graph import affinity, cc_affinity, gram, keep_knn, ncut_affinity
 from deepcut.losses import cc_loss, ncut_loss
 
 F = torch.tensor([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
@@ -51,6 +51,31 @@ def test_batched_affinity_equals_per_image():
     batched = affinity(center(f))
     for i in range(3):
         assert torch.allclose(batched[i], affinity(center(f[i])))
+
+
+@pytest.mark.parametrize("n", [1, 5, 320, 321, 700])
+def test_gram_mirrors_its_blocks_into_the_full_product(n):
+    # Small integers: every dot product is exact, so any block left out or mirrored to the wrong
+    # place shows as a difference, whatever the BLAS.
+    f = torch.randint(-3, 4, (2, n, 6), generator=torch.Generator().manual_seed(n)).float()
+    expected = torch.einsum("bic,bjc->bij", f, f)
+    assert torch.equal(gram(f), expected)
+    out = torch.full((n, n), float("nan"))
+    assert gram(f[1], out) is out and torch.equal(out, expected[1])
+
+
+def test_first_layer_gradient_from_the_stored_transpose_is_autograd_s():
+    ax = torch.randn(2, 30, 5, generator=torch.Generator().manual_seed(0))
+    model = GNNBatch([1, 2], 3, 5, 2, hidden=8, mlp_hidden=4, dropout=0.0)
+    model(model.inputs(ax)).square().sum().backward()
+    ours, model.flat.grad = model.flat.grad, None
+    w1 = model.layers()[0]  # the same loss with the first layer as a plain autograd matmul
+    x = torch.cat([ax, torch.ones(2, 30, 1)], dim=-1)
+    h1 = torch.nn.functional.elu(torch.einsum("bnc,brch->brnh", x, w1))
+    _, w2, b2, w3, b3 = model.layers()
+    s = torch.softmax(torch.nn.functional.elu(h1 @ w2 + b2) @ w3 + b3, dim=-1)
+    s.square().sum().backward()
+    assert torch.allclose(ours, model.flat.grad, atol=1e-5)
 
 
 def test_propagate_is_symmetric_normalised_adjacency():

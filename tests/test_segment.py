@@ -86,10 +86,11 @@ def test_seed_is_per_image_and_batch_independent():
     assert derive_seed(0, "a") != derive_seed(1, "a") and derive_seed(0, "a") == derive_seed(0, "a")
 
 
-def test_batched_training_equals_one_image_at_a_time():
+@pytest.mark.parametrize("restarts", [1, 2])  # one GNN per image: one batched matmul; several: per image
+def test_batched_training_equals_one_image_at_a_time(restarts):
     """The raw soft assignments agree, not only the labels (dropout and init are per image)."""
     f = torch.randn(3, 40, 8, generator=torch.Generator().manual_seed(2))
-    opt = Optimisation(steps=15, lr=1e-2, restarts=2)
+    opt = Optimisation(steps=15, lr=1e-2, restarts=restarts)
     batched = train(f, [1, 2, 3], opt=opt)
     for i, seed in enumerate([1, 2, 3]):
         alone = train(f[i:i + 1], [seed], opt=opt)
