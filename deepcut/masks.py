@@ -1,8 +1,8 @@
 """Stage 5: patch labels -> contiguous labels, foreground mask, boxes.
 
-The background is the cluster that covers most of the image border (the one-patch-wide frame
-of the patch grid): salient objects rarely fill the frame, the scene behind them usually does.
-Ties go to the cluster that is larger overall. Every function is tensor in, tensor out.
+Which clusters are background (`background_clusters`) is decided on the image border, the
+one-patch-wide frame of the patch grid: salient objects rarely fill the frame, the scene behind
+them usually does. Every function is tensor in, tensor out.
 """
 from __future__ import annotations
 
@@ -19,8 +19,45 @@ def border_counts(labels: torch.Tensor, num_labels: int) -> torch.Tensor:
     return torch.bincount(labels[frame].flatten(), minlength=num_labels)
 
 
-def relabel_background_first(labels: torch.Tensor) -> torch.Tensor:
-    """Contiguous labels: 0 = the border (background) cluster, then 1, 2, ... by decreasing size.
+# background rules: how clusters become background (mode.background; kmeans' background).
+BACKGROUND_RULES = ("border", "frame")
+
+
+def background_clusters(labels: torch.Tensor, num_labels: int, rule: str = "border") -> torch.Tensor:
+    """(num_labels,) bool: which clusters of an (h, w) map of labels < num_labels are background
+    (`background_of` its clusters' frame cells and sizes)."""
+    return background_of(border_counts(labels, num_labels), torch.bincount(labels.flatten(), minlength=num_labels), rule)
+
+
+def background_of(border: torch.Tensor, size: torch.Tensor, rule: str = "border") -> torch.Tensor:
+    """(K,) bool: which of K clusters with `border` frame cells and `size` cells in all (of one
+    image, or summed over a collection) are background.
+
+    border: the one cluster covering most frame cells (ties: the larger overall).
+    frame:  also every cluster whose cells lie on the frame at least as often as the grid's cells
+            do (a cluster spread evenly over the image would; an object inside the frame does not),
+            so that several scene regions (sky, ground) can be background together and a small
+            object can be a cluster of its own; one cluster always stays foreground when there are
+            two or more: of the others, the one least on the frame.
+    """
+    if rule not in BACKGROUND_RULES:
+        raise ValueError(f"background rule {rule!r}: use one of {', '.join(BACKGROUND_RULES)}")
+    background = torch.zeros(len(size), dtype=torch.bool, device=size.device)
+    main = int(torch.argmax(border * (size.sum() + 1) + size))
+    background[main] = True
+    if rule == "frame":
+        present = size > 0
+        background |= present & (border * size.sum() >= border.sum() * size)  # border/size >= frame share
+        if background[present].all() and int(present.sum()) > 1:
+            share = torch.where(present, border / size.clamp_min(1), torch.inf)
+            share[main] = torch.inf
+            background[torch.argmin(share)] = False
+    return background
+
+
+def relabel_background_first(labels: torch.Tensor, rule: str = "border") -> torch.Tensor:
+    """Contiguous labels: 0 = the background clusters (`background_clusters` by `rule`), then
+    1, 2, ... the others by decreasing size.
 
     Works for any K and any label values (empty clusters vanish), so the output of every mode and
     loss has the same meaning.
@@ -28,12 +65,9 @@ def relabel_background_first(labels: torch.Tensor) -> torch.Tensor:
     values, inverse = torch.unique(labels, return_inverse=True)
     k = len(values)
     size = torch.bincount(inverse.flatten(), minlength=k)
-    border = border_counts(inverse, k)
-    # Sort key: background by border coverage (size breaks ties), the rest by size.
-    background = int(torch.argmax(border * (size.sum() + 1) + size))
-    rest = [int(i) for i in torch.argsort(size, descending=True, stable=True) if int(i) != background]
-    order = torch.empty(k, dtype=torch.long)
-    order[background] = 0
+    background = background_clusters(inverse, k, rule)
+    rest = [int(i) for i in torch.argsort(size, descending=True, stable=True) if not background[i]]
+    order = torch.zeros(k, dtype=torch.long)
     for new, old in enumerate(rest, start=1):
         order[old] = new
     return order[inverse]

@@ -25,7 +25,7 @@ import torch
 from deepcut.gnn import GNNBatch, degrees, propagate
 from deepcut.graph import AFFINITIES, affinity, node_features, sparse_knn_affinity
 from deepcut.losses import cc_loss, ncut_loss
-from deepcut.masks import border_counts, relabel_background_first
+from deepcut.masks import BACKGROUND_RULES, background_of, border_counts, relabel_background_first
 from deepcut.validate import ConfigError
 
 
@@ -197,6 +197,10 @@ class DeepCut:
                    background is split into `background_k` parts too: its largest part stays 0 and
                    the others follow the foreground parts, so then every label > 0 is a part, not
                    necessarily foreground.
+    background: which clusters are background (masks.background_clusters): "border", the one most on
+                the image border (the paper's reading), or "frame", every cluster on it as often as
+                the grid's cells; with the frame rule an N-cut of any K is a foreground/background
+                split, and its restarts are voted.
     Labels are contiguous per image, except in collection mode (collection_size > 0, see
     `collection`), where they are the collection's; the foreground mask of every method is labels > 0.
     seed: the run seed, which the shared initialisation (gnn.init=shared) is drawn from.
@@ -205,6 +209,7 @@ class DeepCut:
     k: int = 2
     ortho_weight: float = 1.0
     mode: str = "single"
+    background: str = "border"  # which clusters are background (masks.background_clusters): border | frame
     split_background: bool = False
     background_k: int = 2
     collection_size: int = 0    # images whose graphs one GNN trains on together; 0: each image alone
@@ -223,12 +228,15 @@ class DeepCut:
         combine = self.optimisation.combine
         if combine not in ("auto", "best", "vote"):
             raise ConfigError(f"optimizer.combine={combine!r}: use auto, best or vote")
-        if combine == "vote" and not (self.loss == "ncut" and self._first_k == 2):
+        if self.background not in BACKGROUND_RULES:
+            raise ConfigError(f"mode.background={self.background!r}: use one of {', '.join(BACKGROUND_RULES)}")
+        if combine == "vote" and not self._splits(self._first_k):
             raise ConfigError(
-                f"optimizer.combine=vote cannot be honoured with loss={self.loss}, loss.k={self.k}, mode={self.mode}: "
-                "the vote merges the restarts into one foreground/background map, which keeps only an N-cut "
-                "with K = 2 (mode single, or the first stage of mode parts) intact and would destroy these "
-                "clusters. Use combine=best (the lowest-loss restart) or auto (vote for N-cut K = 2, best otherwise).")
+                f"optimizer.combine=vote cannot be honoured with loss={self.loss}, loss.k={self.k}, mode={self.mode}, "
+                f"mode.background={self.background}: the vote merges the restarts into one foreground/background "
+                "map, which keeps only an N-cut foreground/background split (K = 2, or any K with "
+                "mode.background=frame) intact and would destroy these clusters. Use combine=best (the "
+                "lowest-loss restart) or auto (the vote for such a split, best otherwise).")
         if self.gnn.init not in ("per_image", "shared"):
             raise ConfigError(f"gnn.init={self.gnn.init!r}: use per_image or shared")
         if not isinstance(self.collection_size, int) or self.collection_size < 0:
@@ -246,10 +254,15 @@ class DeepCut:
         """Collection mode: the Segmenter hands `collection` all the images of a collection at once."""
         return self.collection_size > 0
 
+    def _splits(self, k: int) -> bool:
+        """Whether a K-cluster N-cut is read as a foreground/background split: K = 2, or any K whose
+        clusters the frame rule sorts into background and foreground."""
+        return self.loss == "ncut" and (k == 2 or self.background == "frame")
+
     def _votes(self, k: int) -> bool:
         """Whether restarts are combined by the foreground vote: only for a foreground/background split."""
         combine = self.optimisation.combine
-        return combine == "vote" or (combine == "auto" and self.loss == "ncut" and k == 2)
+        return combine == "vote" or (combine == "auto" and self._splits(k))
 
     def _init_seeds(self, n: int) -> list[int] | None:
         return [derive_seed(self.seed, "init")] * n if self.gnn.init == "shared" else None
@@ -279,18 +292,19 @@ class DeepCut:
         out = []
         for b in range(len(seeds)):
             if self._votes(self._first_k):
-                out.append(vote(result.soft[b], grid))
+                out.append(vote(result.soft[b], grid, self.background))
             else:  # the restart with the lowest (eval-mode) loss
                 r = result.losses[b].argmin()
-                labels = relabel_background_first(result.ids[b, r].view(grid)).flatten()
+                labels = relabel_background_first(result.ids[b, r].view(grid), self.background).flatten()
                 out.append((labels, in_label_order(result.soft[b, r].T, result.ids[b, r], labels)))
         return out
 
     def collection(self, items: list[tuple[torch.Tensor, tuple[int, int]]], seeds: list[int]) -> list[torch.Tensor]:
         """Collection mode: [(features (N_i, C), grid_i)] of images of any grid sizes -> their
         (h_i, w_i) labels from one GNN trained on all their graphs together (shared parameters, one
-        loss summed over the graphs). Mode single: that GNN clusters every node; 0 = the cluster
-        covering most of the collection's grid borders (the border rule over the collection). Mode
+        loss summed over the graphs). Mode single: that GNN clusters every node; 0 = the background
+        clusters by the background rule on all the collection's grid borders together (a
+        foreground/background split: each image's restarts voted). Mode
         parts: each image's foreground comes from its own first stage, then one GNN splits all the
         foregrounds' sub-graphs into k parts. Cluster ids are numbered by decreasing size over the
         collection, so an id names the same cluster in every image (an image may lack some ids).
@@ -321,19 +335,20 @@ class DeepCut:
                      loss=self.loss, k=k, ortho_weight=self.ortho_weight, gnn=self.gnn, opt=self.optimisation,
                      init_seeds=self._init_seeds(1))
         sizes = [len(regions[i]) for i in used]
-        if self.mode == "single" and self._votes(k):  # N-cut K = 2: each image's foreground vote
+        if self.mode == "single" and self._votes(k):  # a foreground/background split: each image's vote
             for i, soft in zip(used, result.soft[0].split(sizes, dim=1)):
-                labels[i] = vote(soft, items[i][1])[0]
+                labels[i] = vote(soft, items[i][1], self.background)[0]
             return [lab.view(grid) for lab, (_, grid) in zip(labels, items)]
         ids = result.ids[0, result.losses[0].argmin()]
         size = torch.bincount(ids, minlength=k)
         rank = torch.argsort(size, descending=True, stable=True)
-        if self.mode == "single":  # background first: most of the collection's border, ties to the larger
+        label_of = torch.zeros_like(rank)  # empty clusters rank last: the labels found are contiguous
+        if self.mode == "single":  # background (0) by the rule on the whole collection's border
             border = sum(border_counts(part.view(items[i][1]), k) for i, part in zip(used, ids.split(sizes)))
-            background = int(torch.argmax(border * (size.sum() + 1) + size))
-            rank = torch.cat([rank.new_tensor([background]), rank[rank != background]])
-        label_of = torch.empty_like(rank)  # empty clusters rank last: the labels found are contiguous
-        label_of[rank] = torch.arange(k, device=rank.device) + (1 if self.mode == "parts" else 0)
+            rest = rank[~background_of(border, size, self.background)[rank]]
+            label_of[rest] = torch.arange(1, len(rest) + 1, device=rank.device)
+        else:
+            label_of[rank] = torch.arange(1, k + 1, device=rank.device)
         for i, part in zip(used, ids.split(sizes)):
             labels[i][regions[i]] = label_of[part]
         return [lab.view(grid) for lab, (_, grid) in zip(labels, items)]
@@ -382,15 +397,18 @@ class DeepCut:
         return labels, in_label_order(probs, parts, labels)
 
 
-def vote(soft: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+def vote(soft: torch.Tensor, grid: tuple[int, int], rule: str = "border") -> tuple[torch.Tensor, torch.Tensor]:
     """(R, N, K) eval-mode soft assignments of an image's restarts -> (N,) foreground-majority labels
-    and their (2, N) soft assignment. Each restart's foreground is its non-background clusters (the
-    border rule); a patch is foreground for most restarts; channel 1 is the restarts' mean
-    foreground probability (1 - that of each one's background cluster), channel 0 its complement."""
+    and their (2, N) soft assignment. Each restart's foreground is its non-background clusters (by
+    the background `rule`); a patch is foreground for most restarts; channel 1 is the restarts' mean
+    foreground probability (1 - that of each one's background clusters), channel 0 its complement."""
     ids = soft.argmax(dim=-1)
-    restarts = [relabel_background_first(i.view(grid)).flatten() for i in ids]
+    restarts = [relabel_background_first(i.view(grid), rule).flatten() for i in ids]
     labels = (torch.stack([lab > 0 for lab in restarts]).float().mean(dim=0) > 0.5).long()
-    background = torch.stack([p[:, i[lab == 0][0]] for p, i, lab in zip(soft, ids, restarts)])
+    clusters = torch.zeros(soft.shape[0], soft.shape[-1], dtype=soft.dtype, device=soft.device)
+    for r, (i, lab) in enumerate(zip(ids, restarts)):
+        clusters[r, i[lab == 0]] = 1.0
+    background = (soft * clusters[:, None]).sum(-1)
     foreground = 1 - background.mean(dim=0)
     return labels, torch.stack([1 - foreground, foreground])
 

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from deepcut.backbone import WEIGHTS
 from deepcut.features import FACETS
+from deepcut.masks import BACKGROUND_RULES
 from deepcut.registry import UnknownMethod, method_entry
 
 
@@ -121,6 +122,10 @@ def _check(problems: list[str], node: DictConfig | None, name: str, key: str, ok
         problems.append(f"{name}.{key}={node[key]!r}: {allowed}")
 
 
+BACKGROUND_ALLOWED = ("use border (the cluster most on the image border) or frame (every cluster on the border "
+                      "as often as the grid)")
+
+
 def _deepcut(cfg: DictConfig) -> list[str]:
     """DeepCut's stages: loss, mode, optimizer, graph, gnn."""
     problems: list[str] = []
@@ -134,6 +139,7 @@ def _deepcut(cfg: DictConfig) -> list[str]:
     _check(problems, loss, "loss", "ortho_weight", lambda v: _number(v) and math.isfinite(v) and v >= 0,
            "the orthogonality weight must be a finite number >= 0")
     _check(problems, mode, "mode", "name", lambda v: v in ("single", "parts"), "use single or parts")
+    _check(problems, mode, "mode", "background", lambda v: v in BACKGROUND_RULES, BACKGROUND_ALLOWED)
     if mode is not None and mode.get("split_background"):
         _check(problems, mode, "mode", "background_k", lambda v: _whole(v) and v >= 2, "must be a whole number >= 2")
     for key, ok, allowed in (
@@ -157,6 +163,7 @@ def _deepcut(cfg: DictConfig) -> list[str]:
 def _kmeans(cfg: DictConfig) -> list[str]:
     problems: list[str] = []
     _check(problems, cfg.method, "method", "k", lambda v: _whole(v) and v >= 2, "k-means needs a whole number of clusters >= 2")
+    _check(problems, cfg.method, "method", "background", lambda v: v in BACKGROUND_RULES, BACKGROUND_ALLOWED)
     return problems
 
 

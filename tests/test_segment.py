@@ -259,6 +259,46 @@ def test_border_rule_and_boxes():
     assert mask_to_box(torch.zeros(3, 3, dtype=torch.bool)) is None
 
 
+def scene_grid():
+    """Sky (top 4 rows), ground (the rest) and an object standing inside the ground, on a 12 x 12
+    grid whose frame is 44 cells (a share of 0.31): sky has 18 of its 48 cells on the frame
+    (0.38), ground 26 of 80 (0.33), the object none."""
+    labels = torch.zeros(12, 12, dtype=torch.long)
+    labels[4:] = 1
+    labels[6:10, 4:8] = 2
+    return labels
+
+
+def test_frame_rule_takes_every_cluster_spread_over_the_frame_as_background():
+    scene = scene_grid()
+    # Border rule: the ground covers most of the frame and is the only background: sky counts as object.
+    assert torch.equal(relabel_background_first(scene) > 0, scene != 1)
+    # Frame rule: sky and ground both lie on the frame at least as often as the grid does.
+    assert torch.equal(relabel_background_first(scene, "frame") > 0, scene == 2)
+    # Two halves lie on the frame alike and both qualify: the one that is not the border rule's
+    # background stays foreground. One cluster alone is background.
+    halves = torch.zeros(6, 6, dtype=torch.long)
+    halves[:, 3:] = 1
+    assert torch.equal(relabel_background_first(halves, "frame"), relabel_background_first(halves))
+    assert relabel_background_first(halves, "frame").sum() == 18
+    assert relabel_background_first(torch.zeros(4, 4, dtype=torch.long), "frame").eq(0).all()
+
+
+def test_deepcut_with_the_frame_rule_finds_the_object_between_two_scene_regions():
+    scene = scene_grid()
+    f = grouped_features(scene, torch.eye(16)[:3] * 3)
+    # A restart can merge the sky and the object into one cluster (a local minimum, about 1 in 4):
+    # the vote of 8 outvotes it.
+    opt = Optimisation(steps=100, lr=1e-2, restarts=8)
+    for seed in range(3):
+        framed = DeepCut(loss="ncut", k=3, background="frame", optimisation=opt)(f, scene.shape, seed=seed)
+        assert torch.equal(framed, (scene == 2).long())  # the restarts' vote: one foreground label
+        bordered = DeepCut(loss="ncut", k=3, optimisation=opt)(f, scene.shape, seed=seed)
+        assert torch.equal(bordered > 0, scene != 1)  # the border rule keeps the sky as object
+    with pytest.raises(ConfigError, match="mode.background"):
+        DeepCut(background="corners")
+
+
 def test_bilinear_upsampling_cuts_the_patch_corners_and_keeps_straight_edges():
     corner = torch.tensor([[1, 0], [0, 0]])  # one foreground patch, 4x4 pixels each
     nearest = upsample_labels(corner, (8, 8))

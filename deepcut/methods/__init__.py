@@ -33,7 +33,7 @@ def build_deepcut(cfg: DictConfig) -> DeepCut:
     """DeepCut from the groups of its stages: graph, gnn, loss (objective), optimizer, mode."""
     group = lambda name: OmegaConf.to_container(cfg[name], resolve=True)  # noqa: E731
     return DeepCut(loss=cfg.loss.name, k=cfg.loss.k, ortho_weight=cfg.loss.ortho_weight,
-                   mode=cfg.mode.name, split_background=cfg.mode.split_background,
+                   mode=cfg.mode.name, background=cfg.mode.background, split_background=cfg.mode.split_background,
                    background_k=cfg.mode.background_k, collection_size=cfg.mode.collection_size, seed=cfg.seed,
                    graph=group("graph"), gnn=group("gnn"), optimisation=group("optimizer"))
 

@@ -4,7 +4,9 @@ other method.
 
 Lloyd's algorithm (scikit-learn, k-means++ init, best of n_init) on L2-normalised features, i.e.
 spherical-ish clustering by cosine similarity; the cluster covering most of the grid border is the
-background and every other cluster is foreground.
+background and every other cluster is foreground (background=border), or with background=frame
+every cluster that lies on the border as often as the grid does (deepcut.masks.background_clusters),
+DeepCut's own choice, for a like-for-like comparison.
 """
 from __future__ import annotations
 
@@ -17,10 +19,11 @@ from deepcut.registry import register_method
 
 
 @register_method("kmeans")
-def kmeans(features: torch.Tensor, grid: tuple[int, int], *, seed: int = 0, k: int = 2, n_init: int = 10) -> torch.Tensor:
+def kmeans(features: torch.Tensor, grid: tuple[int, int], *, seed: int = 0, k: int = 2, n_init: int = 10,
+           background: str = "border") -> torch.Tensor:
     """(N, C) patch features of one image -> (h, w) long mask, 1 = object (any non-border cluster)."""
     f = F.normalize(features.detach().double().cpu(), dim=-1).numpy()
     # argmin_{labels, mu} sum_i |f_i - mu_{label_i}|^2, best of n_init k-means++ starts.
     labels = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit_predict(f)
     labels = torch.from_numpy(labels).long().reshape(grid)
-    return (relabel_background_first(labels) > 0).long().to(features.device)
+    return (relabel_background_first(labels, background) > 0).long().to(features.device)
