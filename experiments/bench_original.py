@@ -15,7 +15,7 @@ What is timed, per image (wall seconds, median over --repeats interleaved rounds
              util.load_data + torch_geometric Data (edge list of W > 0), GNNpool re-initialised from
              a saved state (an in-memory copy, not its model.pt file), 10 AdamW steps of its N-cut
              loss, argmax. Its image loading, ViT and post-processing are not included.
-  paper      this project's DeepCut with the paper's recipe (graph=paper optimizer=paper), one image.
+  paper      this project's DeepCut with the paper's recipe (experiment=base/paper), one image.
   default    the default configuration (graph=default optimizer=default), one image;
   default_r16  the same with 16 restarts;
   *_batch    paper / default on a batch of --batch images (the same features, other seeds), as
@@ -53,7 +53,7 @@ from deepcut.loggers import git_state  # noqa: E402
 from deepcut.pipeline import Extractor  # noqa: E402
 
 PAPER_BACKBONE = ["backbone=dino_vits8", "backbone.weights=random", "backbone.resolution=280"]
-SETTINGS = {"paper": ["graph=paper", "optimizer=paper"], "default": [], "default_r16": ["optimizer.restarts=16"]}
+SETTINGS = {"paper": ["experiment=base/paper", "backbone.weights=random"], "default": [], "default_r16": ["optimizer.restarts=16"]}
 
 
 def load_original(path: Path):

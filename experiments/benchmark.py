@@ -68,8 +68,8 @@ from deepcut.features import grid_size  # noqa: E402
 from deepcut.loggers import git_state  # noqa: E402
 from deepcut.pipeline import Extractor  # noqa: E402
 
-PAPER = ["backbone=dino_vits8", "backbone.weights=random", "graph=paper", "optimizer=paper", "loss=ncut",
-         "mode=single", "method=deepcut", "postprocess=default"]
+PAPER = ["backbone=dino_vits8", "backbone.weights=random", "graph=paper", "optimizer=paper", "loss=ncut", "loss.k=2",
+         "mode=single", "mode.background=border", "method=deepcut", "postprocess=default"]
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
           "motorcycle_right.png", "hubble_deep_field.jpg", "retina.jpg")
 GIB = 2**30
@@ -97,7 +97,7 @@ def is_paper_setting(cfg: DictConfig) -> bool:
     b, g, o = cfg.backbone, cfg.graph, cfg.optimizer
     return (b.name.startswith("vit_small_patch8") and b.stride == 8 and b.resolution == 280 and b.facet == "key"
             and b.layer == -1 and b.resize == "square" and b.precision == "fp32" and not b.model_kwargs
-            and cfg.loss.name == "ncut" and cfg.loss.k == 2 and cfg.mode.name == "single"
+            and cfg.loss.name == "ncut" and cfg.loss.k == 2 and cfg.mode.name == "single" and cfg.mode.background == "border"
             and not (b.center or b.log_bin or g.l2 or g.knn) and g.power == 1.0
             and (cfg.gnn.hidden, cfg.gnn.mlp_hidden, cfg.gnn.dropout) == (64, 32, 0.25)
             and o.steps == 10 and o.lr == 1e-3 and o.restarts == 1 and o.tol is None)

@@ -32,7 +32,7 @@ common=(launcher=basic save_overlays=false)
 # (paper_numbers.yaml's rows match these keys). Centred keys, 16 restarts of 10 AdamW steps whose
 # foregrounds are combined by a vote (for CC: the lowest-loss restart):
 recipe16=(graph=default optimizer=default backbone.center=true optimizer.steps=10 optimizer.lr=0.001
-          optimizer.restarts=16 optimizer.combine=auto optimizer.tol=null)
+          optimizer.restarts=16 optimizer.combine=auto optimizer.tol=null mode.background=border)
 # NEW_DEFAULT="key=value ..." adds one more N-cut sweep: the recipe issue 16 makes the default.
 read -r -a new_default <<< "${NEW_DEFAULT:-}"
 for d in "${datasets[@]}"; do
@@ -46,10 +46,10 @@ for d in "${datasets[@]}"; do
   EXTRA=("$@")
   run peers method=whole,tokencut,lost,dsm,kmeans postprocess.bilateral=false
   [[ -z $bs_peers || $bs != *true* ]] || run peers_bs method="$bs_peers" postprocess.bilateral=true
-  run deepcut_ncut method=deepcut loss=ncut "${recipe16[@]}" seed="$seeds" postprocess.bilateral="$bs"
+  run deepcut_ncut method=deepcut loss=ncut loss.k=2 "${recipe16[@]}" seed="$seeds" postprocess.bilateral="$bs"
   run deepcut_cc method=deepcut loss=cc "${recipe16[@]}" seed="$seeds" postprocess.bilateral="$bs"
   [[ ${#new_default[@]} -eq 0 ]] || run deepcut_new_default method=deepcut loss=ncut "${new_default[@]}" seed="$seeds"
   # The paper's recipe: no +BS twin (its masks are empty on these features, see paper_numbers.yaml).
-  run paper_recipe method=deepcut loss=ncut graph=paper optimizer=paper seed="$seeds" postprocess.bilateral=false
+  run paper_recipe method=deepcut loss=ncut loss.k=2 mode.background=border graph=paper optimizer=paper seed="$seeds" postprocess.bilateral=false
 done
 python experiments/make_tables.py "$out" --out "$out/tables"

@@ -409,13 +409,13 @@ def _fake_run(path: Path, choices: dict, bilateral: bool, seed: int, summary: di
 
 def test_dev_tables_put_paper_ours_and_difference_in_each_cell(tmp_path):
     deepcut = {"method": "deepcut", "loss": "ncut", "graph": "default", "optimizer": "default"}
-    recipe16 = {"backbone": {"center": True}, "optimizer": {"restarts": 16, "steps": 10}}
+    recipe16 = {"backbone": {"center": True}, "optimizer": {"restarts": 16, "steps": 10}, "loss": {"k": 2}}
     for seed, miou in enumerate([0.50, 0.52, 0.54]):
         _fake_run(tmp_path / f"d{seed}", deepcut, False, seed, {"dataset": "ecssd", "miou": miou}, recipe16)
     _fake_run(tmp_path / "d_bs", deepcut, True, 0, {"dataset": "ecssd", "miou": 0.61}, recipe16)
     # Another recipe under the same config choices (the default changed): not pooled into the named row.
     _fake_run(tmp_path / "d8", deepcut, False, 0, {"dataset": "ecssd", "miou": 0.10},
-              {"backbone": {"center": True}, "optimizer": {"restarts": 8, "steps": 10}})
+              {"backbone": {"center": True}, "optimizer": {"restarts": 8, "steps": 10}, "loss": {"k": 2}})
     _fake_run(tmp_path / "t_bs", {"method": "tokencut"}, True, 0, {"dataset": "ecssd", "miou": 0.70})
     _fake_run(tmp_path / "t_voc", {"method": "tokencut"}, False, 0, {"dataset": "voc07", "corloc": 60.0})
     result = make_tables.make_tables([tmp_path], tmp_path / "tables")
