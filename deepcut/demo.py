@@ -31,7 +31,6 @@ from deepcut.validate import one_paragraph
 METHODS = ("deepcut", "tokencut", "lost", "dsm", "kmeans", "whole")
 LOSSES = ("ncut", "cc")
 MODES = ("single", "parts")
-DEFAULT_K = {"ncut": 2, "cc": 10}   # configs/loss/*.yaml: N-cut's K, CC's K_max
 MAX_PIXELS = 50_000_000             # larger uploads are refused (decoding alone would take GBs)
 MAX_FILE_SIZE = "50mb"
 MIN_SIDE = 14                       # one ViT patch
@@ -75,8 +74,8 @@ def read_photo(path) -> tuple[Image.Image, list[str]]:
 
 def settings(method: str, loss: str, k: int, mode: str, bilateral: bool) -> tuple[str, tuple, tuple]:
     """(method, config-group choices, overrides) for create_segmenter. Loss, K and mode only shape
-    DeepCut (K also k-means), so peers with different values share one cached segmenter. (DeepCut
-    with K > 2 or CC keeps its best restart by itself: optimizer.combine=auto.)"""
+    DeepCut (K also k-means), so peers with different values share one cached segmenter.
+    (optimizer.combine=auto picks the restarts' vote or the lowest-loss restart by itself.)"""
     if method not in METHODS:
         raise PhotoError(f"method {method!r} is not one of {', '.join(METHODS)}")
     overrides = [f"postprocess.bilateral={str(bool(bilateral)).lower()}"]
@@ -161,7 +160,8 @@ def build(backbone: str | None = None):
         import gradio as gr
     except ImportError:
         raise SystemExit('the demo needs gradio: pip install -c constraints.txt -e ".[demo]"') from None
-    from deepcut.api import compose_config  # the checkbox starts at the configs' default
+    from deepcut.api import compose_config  # the K slider and the checkbox start at the configs' defaults
+    default_k = {name: int(compose_config("deepcut", [f"loss={name}"]).loss.k) for name in LOSSES}  # N-cut's K, CC's K_max
     segmenters = Segmenters(backbone)
     photos = [str(e.image) for e in Demo().entries]
 
@@ -176,7 +176,7 @@ def build(backbone: str | None = None):
                 gr.Examples(photos, inputs=photo, label="Bundled photos (scikit-image)")
                 method = gr.Dropdown(list(METHODS), value="deepcut", label="Method", elem_id="method")
                 loss = gr.Radio(list(LOSSES), value="ncut", label="Loss (DeepCut)", elem_id="loss")
-                k = gr.Slider(2, 10, value=DEFAULT_K["ncut"], step=1, label="K (N-cut: clusters, CC: at most; k-means)",
+                k = gr.Slider(2, 10, value=default_k["ncut"], step=1, label="K (N-cut: clusters, CC: at most; k-means)",
                               elem_id="k")
                 mode = gr.Radio(list(MODES), value="single", label="Mode (parts: K parts inside the foreground)",
                                 elem_id="mode")
@@ -191,7 +191,7 @@ def build(backbone: str | None = None):
                                   buttons=[])  # no toolbar over the legend
                 maps = gr.Gallery(label="Soft assignment S / eigenvector, and one patch's affinity", columns=3,
                                   height=300, format="png", elem_id="maps")
-        loss.change(lambda name: DEFAULT_K[name], loss, k)
+        loss.change(lambda name: default_k[name], loss, k)
         method.change(lambda name: (gr.update(interactive=name == "deepcut"), gr.update(interactive=name == "deepcut"),
                                     gr.update(interactive=name in ("deepcut", "kmeans"))), method, [loss, mode, k])
         # preprocess=False: the upload reaches read_photo as a file path, so a bad file gets our message.

@@ -171,7 +171,7 @@ def image_metrics(sample, labels: torch.Tensor, mask: torch.Tensor, box) -> dict
 
 @dataclass
 class Segmentation:
-    """One image's result. Labels: 0 = background (the border rule), then contiguous cluster ids."""
+    """One image's result. Labels: 0 = background (mode.background's rule), then contiguous cluster ids."""
     labels: torch.Tensor               # (H, W) int64 at image size
     patch_labels: torch.Tensor         # (h, w) int64 on the patch grid, same numbering
     mask: torch.Tensor                 # (H, W) bool foreground, after post-processing
