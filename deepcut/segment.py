@@ -414,12 +414,13 @@ def vote(soft: torch.Tensor, grid: tuple[int, int], rule: str = "border") -> tup
 
 
 def in_label_order(probs: torch.Tensor, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """(C, N) probabilities of cluster ids -> the same with channel i = label i, for (N,) ids and
-    their (N,) labels, a one-to-one renumbering of the ids present. Absent ids follow, in id order."""
+    """(C, N) probabilities of cluster ids -> channel i = label i, for (N,) ids and their (N,)
+    labels: a renumbering of the ids present, where several ids may share a label (the frame
+    rule's background clusters all become 0), their probabilities then summed. Absent ids follow,
+    in id order."""
     label_of = torch.full((probs.shape[0],), -1, dtype=torch.long, device=probs.device)
     label_of[ids] = labels
     absent = label_of < 0
-    label_of[absent] = torch.arange(int(labels.max()) + 1, probs.shape[0], device=probs.device)
-    out = torch.empty_like(probs)
-    out[label_of] = probs
-    return out
+    first = int(labels.max()) + 1
+    label_of[absent] = torch.arange(first, first + int(absent.sum()), device=probs.device)
+    return probs.new_zeros(first + int(absent.sum()), probs.shape[1]).index_add_(0, label_of, probs)

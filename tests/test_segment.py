@@ -7,7 +7,7 @@ import torch
 
 from deepcut.masks import labels_within, mask_to_box, relabel_background_first, upsample_labels
 from deepcut.gnn import GNNBatch
-from deepcut.segment import GNN, OBJECTIVES, DeepCut, Graph, Optimisation, build_graph, derive_seed, fit
+from deepcut.segment import GNN, OBJECTIVES, DeepCut, Graph, Optimisation, build_graph, derive_seed, fit, in_label_order
 from deepcut.pipeline import Postprocess
 from deepcut.validate import ConfigError
 
@@ -134,6 +134,15 @@ def test_soft_assignment_of_the_best_restart_in_label_order():
     assert torch.equal(soft, s[[background, 1 - background]])
     assert torch.equal(soft.argmax(0), labels)
     assert torch.allclose(soft.sum(0), torch.ones(truth.shape))
+
+
+def test_soft_assignment_sums_the_clusters_that_share_a_label():
+    # Ids 0 and 2 are both background (label 0), id 1 is label 1, id 3 never occurs.
+    probs = torch.tensor([[0.1, 0.2, 0.3], [0.6, 0.5, 0.1], [0.2, 0.2, 0.5], [0.1, 0.1, 0.1]])
+    ids, labels = torch.tensor([1, 1, 2]), torch.tensor([1, 1, 0])
+    with_shared = in_label_order(probs, torch.tensor([1, 0, 2]), torch.tensor([1, 0, 0]))
+    assert torch.allclose(with_shared, torch.stack([probs[0] + probs[2], probs[1], probs[3]]))
+    assert torch.equal(in_label_order(probs, ids, labels), torch.stack([probs[2], probs[1], probs[0], probs[3]]))
 
 
 def test_soft_assignment_of_the_vote_is_the_mean_foreground_probability():
