@@ -541,9 +541,10 @@ def test_settings_are_compared_resolved_so_a_default_given_is_no_change(two_data
     a, _, _ = two_datasets
     out = tmp_path / "run"
     hold(out, folder_config(a))
-    reopen(out, folder_config(a, "loss.k=2", "num_workers=2", "device=cpu"))  # the default, and operational keys
-    with pytest.raises(ValueError, match=r"loss.k=2 \(now 3\)"):
-        reopen(out, folder_config(a, "loss.k=3"))
+    k = folder_config(a).loss.k
+    reopen(out, folder_config(a, f"loss.k={k}", "num_workers=2", "device=cpu"))  # the default, and operational keys
+    with pytest.raises(ValueError, match=rf"loss.k={k} \(now {k + 1}\)"):
+        reopen(out, folder_config(a, f"loss.k={k + 1}"))
 
 
 def test_refused_or_concurrent_run_leaves_the_directory_as_it_was(two_datasets, tmp_path):
@@ -552,7 +553,7 @@ def test_refused_or_concurrent_run_leaves_the_directory_as_it_was(two_datasets, 
     from hydra.utils import instantiate
     a, b, _ = two_datasets
     out = tmp_path / "run"
-    cfg = folder_config(a)
+    cfg = folder_config(a, "loss.k=2")
     hc = OmegaConf.create({"overrides": {"task": ["loss.k=2"]}, "runtime": {"choices": {}}})
     held = RunDir.open(out, cfg, instantiate(cfg.dataset), ["loss.k=2"], hc)
     ResultsWriter(out).add({"id": "img00", "iou": 0.5})
@@ -565,7 +566,7 @@ def test_refused_or_concurrent_run_leaves_the_directory_as_it_was(two_datasets, 
     with pytest.raises(ValueError, match="loss.k=2 .now 4."):
         RunDir.open(out, other, instantiate(other.dataset), ["loss.k=4"], hc)
     with pytest.raises(ValueError, match="files are not the ones"):
-        RunDir.open(out, folder_config(b), instantiate(folder_config(b).dataset), [], hc)
+        RunDir.open(out, folder_config(b, "loss.k=2"), instantiate(folder_config(b).dataset), ["loss.k=2"], hc)
     assert {p.name: p.read_bytes() for p in [*out.glob("*.json"), *(out / ".hydra").iterdir()]} == before
 
 
