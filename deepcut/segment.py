@@ -94,8 +94,9 @@ def build_graph(features: torch.Tensor, graph: Graph = Graph(), loss: str = "ncu
         return w, propagate(w, node_features(features[0], graph.l2))[None], degrees(w).view(b, n)
     # One image at a time: its W (6 MB at N = 1225) is still in cache when it is propagated; a
     # batch's (48 MB for 8 images) would come back from memory.
+    # The node features once (L2-normalised if asked), for the affinity and the propagation alike.
     w, x = features.new_empty(b, n, n), node_features(features, graph.l2)
-    ax = torch.stack([propagate(affinity(features[i], formula, graph.alpha, graph.l2, graph.power, graph.knn, out=w[i]), x[i])
+    ax = torch.stack([propagate(affinity(x[i], formula, graph.alpha, False, graph.power, graph.knn, out=w[i]), x[i])
                       for i in range(b)])
     return w, ax, degrees(w)
 
