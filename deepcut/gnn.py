@@ -26,12 +26,12 @@ import torch
 import torch.nn.functional as F
 
 
-def propagate(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def propagate(w: torch.Tensor, x: torch.Tensor, d: torch.Tensor | None = None) -> torch.Tensor:
     """A_hat X with A_hat = D^-1/2 W D^-1/2, D = diag(row sums of W), as in PyG's GCNConv
-    (W already holds its self loops on the diagonal). CC affinities can have non-positive row
-    sums, where D^-1/2 is undefined; those graphs are normalised by their absolute degree, the
-    signed-graph convention (Kunegis et al. 2010)."""
-    d = degrees(w)
+    (W already holds its self loops on the diagonal); d: those row sums, if already at hand. CC
+    affinities can have non-positive row sums, where D^-1/2 is undefined; those graphs are
+    normalised by their absolute degree, the signed-graph convention (Kunegis et al. 2010)."""
+    d = degrees(w) if d is None else d
     if (d <= 0).any():
         d = torch.where((d <= 0).any(-1, keepdim=True), degrees(w.abs()), d)
     s = d.clamp_min(torch.finfo(d.dtype).tiny).rsqrt()

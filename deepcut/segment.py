@@ -96,9 +96,12 @@ def build_graph(features: torch.Tensor, graph: Graph = Graph(), loss: str = "ncu
     # batch's (48 MB for 8 images) would come back from memory.
     # The node features once (L2-normalised if asked), for the affinity and the propagation alike.
     w, x = features.new_empty(b, n, n), node_features(features, graph.l2)
-    ax = torch.stack([propagate(affinity(x[i], formula, graph.alpha, False, graph.power, graph.knn, out=w[i]), x[i])
-                      for i in range(b)])
-    return w, ax, degrees(w)
+    ax, degree = torch.empty_like(x), features.new_empty(b, n)
+    for i in range(b):
+        affinity(x[i], formula, graph.alpha, False, graph.power, graph.knn, out=w[i])
+        degree[i] = degrees(w[i])
+        ax[i] = propagate(w[i], x[i], degree[i])
+    return w, ax, degree
 
 
 @dataclass
