@@ -29,6 +29,10 @@ mkdir -p "$out"
 export PYTHONPATH=$PWD/.gpu/site:$PWD PYTHONUNBUFFERED=1
 python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.__version__, torch.cuda.get_device_name())"
 # The original needs minutes per image at N = 4761 on a CPU, seconds on a GPU: three rounds there.
+# Each step under its own limit, the second run even if the first fails: one call should bring back
+# all it can.
+status=0
 timeout 330 python3 experiments/bench_original.py --original .gpu/original --device cuda --threads 4 \
-  --strides 8,4 --repeats 5 --large-repeats 3 --out "$out/bench_original" 2>&1 | tee "$out/bench_original.log"
-timeout 200 python3 experiments/benchmark.py device=cuda --out "$out/benchmark" 2>&1 | tee "$out/benchmark.log"
+  --strides 8,4 --repeats 5 --large-repeats 3 --out "$out/bench_original" 2>&1 | tee "$out/bench_original.log" || status=$?
+timeout 200 python3 experiments/benchmark.py device=cuda --out "$out/benchmark" 2>&1 | tee "$out/benchmark.log" || status=$?
+exit $status
