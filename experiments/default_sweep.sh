@@ -77,11 +77,13 @@ for spec in "ecssd ${ecssd[*]}" "duts_sel ${duts_sel[*]}" "sod dataset=sod datas
 done
 sweep_as_is 6_confirm/ecssd/cc "${ecssd[@]}" loss=cc mode.background=frame,border
 sweep_as_is 6_confirm/duts_sel/cc "${duts_sel[@]}" loss=cc mode.background=frame,border
-# 7. The token facet on the default (K = 5, frame rule), seeds 0-2 (features recomputed). Not
-#    adopted yet: the facet is shared by every method, so the peers' rows would be re-run first.
+# 7. The token facet on the default (K = 5, frame rule), seeds 0-2 (features recomputed), and the
+#    peers (+ BS) on the same token features: the facet is shared by every method.
 for spec in "ecssd ${ecssd[*]}" "duts_sel ${duts_sel[*]}" "sod dataset=sod dataset.root=$data/sod" \
             "voc12 dataset=voc12 dataset.root=$data" "coco dataset=coco20k dataset.root=$data/coco dataset.filenames=null"; do
   read -r name args <<< "$spec"
   # shellcheck disable=SC2086
   sweep_as_is 7_token/$name $args backbone.facet=token seed=0,1,2
+  # shellcheck disable=SC2086
+  sweep_as_is 7_token/$name/peers $args backbone.facet=token method=lost,tokencut,dsm,kmeans
 done
