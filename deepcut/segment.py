@@ -91,14 +91,15 @@ def build_graph(features: torch.Tensor, graph: Graph = Graph(), loss: str = "ncu
         if b > 1:
             raise ValueError("sparse graphs are built one image at a time (no batched sparse matmul)")
         w = sparse_knn_affinity(features[0], graph.knn, formula, graph.alpha, graph.l2, graph.power)
-        return w, propagate(w, node_features(features[0], graph.l2))[None], degrees(w).view(b, n)
+        degree = degrees(w)
+        return w, propagate(w, node_features(features[0], graph.l2), degree)[None], degree.view(b, n)
     # One image at a time: its W (6 MB at N = 1225) is still in cache when it is propagated; a
     # batch's (48 MB for 8 images) would come back from memory.
     # The node features once (L2-normalised if asked), for the affinity and the propagation alike.
     w, x = features.new_empty(b, n, n), node_features(features, graph.l2)
     ax, degree = torch.empty_like(x), features.new_empty(b, n)
     for i in range(b):
-        affinity(x[i], formula, graph.alpha, False, graph.power, graph.knn, out=w[i])
+        affinity(x[i], formula, graph.alpha, l2=False, power=graph.power, knn=graph.knn, out=w[i])  # x: already normalised
         degree[i] = degrees(w[i])
         ax[i] = propagate(w[i], x[i], degree[i])
     return w, ax, degree
