@@ -117,6 +117,29 @@ def test_cc_loss_closed_form():
     assert torch.allclose(cc_loss(s, w), -torch.trace(s.T @ w @ s))
 
 
+@pytest.mark.parametrize("graph", [{}, {"l2": True, "power": 2.0}, {"knn": 10, "dense_max_n": 100}],
+                         ids=["dense", "l2-power", "sparse"])
+@pytest.mark.parametrize("loss", ["ncut", "cc"])
+def test_build_graph_returns_w_its_degrees_and_the_propagation(loss, graph):
+    """build_graph's (W, A_hat X, degrees) against their definitions, for each image of a batch:
+    W is the affinity of that image alone, the degrees its row sums, A_hat X = D^-1/2 W D^-1/2 X
+    (by absolute degree where a CC graph has a non-positive one)."""
+    from deepcut.graph import AFFINITIES
+    from deepcut.segment import Graph, build_graph
+    settings = Graph(**graph)
+    f = center(torch.randn(1 if settings.knn else 3, 200, 16, generator=torch.Generator().manual_seed(2)))
+    w, ax, degree = build_graph(f, settings, loss)
+    for i in range(len(f)):
+        expected = affinity(f[i], AFFINITIES[loss], l2=settings.l2, power=settings.power, knn=settings.knn)
+        wi = w.to_dense() if w.is_sparse else w[i]
+        assert torch.allclose(wi, expected, atol=1e-5)
+        assert torch.allclose(degree[i], expected.sum(-1), atol=1e-4)
+        d = expected.sum(-1)
+        d = expected.abs().sum(-1) if (d <= 0).any() else d
+        x = torch.nn.functional.normalize(f[i], dim=-1) if settings.l2 else f[i]
+        assert torch.allclose(ax[i], d.rsqrt()[:, None] * expected * d.rsqrt() @ x, atol=1e-4)
+
+
 @pytest.mark.parametrize("loss", ["ncut", "cc"])
 def test_sparse_knn_graph_equals_the_dense_one(loss):
     from deepcut.graph import sparse_knn_affinity
