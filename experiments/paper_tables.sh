@@ -10,7 +10,8 @@
 # holds 4 images). DATASETS="ecssd duts_te" runs only those. SEEDS=0 (default 0,1,2) for the
 # random methods; BS=false (default false,true) leaves out DeepCut's +BS twins and BS_PEERS=tokencut,lost
 # (default: all five) names the peers that get one (none: BS_PEERS=); SWEEPS="peers deepcut_ncut" runs
-# only those sweeps (default all: peers peers_bs deepcut_ncut deepcut_cc deepcut_new_default paper_recipe).
+# only those sweeps (default all: peers peers_bs deepcut_default deepcut_ncut deepcut_cc deepcut_new_default
+# paper_recipe).
 # Writes OUT/<dataset>/<group>/<job>/ and OUT/tables/; launcher=basic runs jobs in turn in one
 # process (give launcher=joblib or launcher=slurm to spread them).
 set -euo pipefail
@@ -33,7 +34,12 @@ common=(launcher=basic save_overlays=false)
 # foregrounds are combined by a vote (for CC: the lowest-loss restart):
 recipe16=(graph=default optimizer=default backbone.center=true optimizer.steps=10 optimizer.lr=0.001
           optimizer.restarts=16 optimizer.combine=auto optimizer.tol=null mode.background=border)
-# NEW_DEFAULT="key=value ..." adds one more N-cut sweep: the recipe issue 16 makes the default.
+# The configs' default (issue 16), spelt out the same way: K = 5 read with the frame rule, 4 restarts
+# voting, the bilateral solver with the box from the mask before it.
+recipe_default=(graph=default optimizer=default backbone.center=true optimizer.steps=10 optimizer.lr=0.001
+                optimizer.restarts=4 optimizer.combine=auto optimizer.tol=null loss.k=5 mode.background=frame
+                postprocess.bilateral=true postprocess.box_from=coarse)
+# NEW_DEFAULT="key=value ..." adds one more N-cut sweep: a candidate recipe for the default.
 read -r -a new_default <<< "${NEW_DEFAULT:-}"
 for d in "${datasets[@]}"; do
   read -r name args <<< "$d"
@@ -46,6 +52,7 @@ for d in "${datasets[@]}"; do
   EXTRA=("$@")
   run peers method=whole,tokencut,lost,dsm,kmeans postprocess.bilateral=false
   [[ -z $bs_peers || $bs != *true* ]] || run peers_bs method="$bs_peers" postprocess.bilateral=true
+  run deepcut_default method=deepcut loss=ncut "${recipe_default[@]}" seed="$seeds"
   run deepcut_ncut method=deepcut loss=ncut loss.k=2 "${recipe16[@]}" seed="$seeds" postprocess.bilateral="$bs"
   run deepcut_cc method=deepcut loss=cc "${recipe16[@]}" seed="$seeds" postprocess.bilateral="$bs"
   [[ ${#new_default[@]} -eq 0 ]] || run deepcut_new_default method=deepcut loss=ncut "${new_default[@]}" seed="$seeds"

@@ -5,6 +5,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -155,6 +156,32 @@ def test_dev_tables_match_real_config_choices_and_carry_the_paper_numbers():
             row = next(r for r in table["rows"] if r["name"] == ours)
             for column, cell in published[name]["cells"].items():
                 assert row["cells"][column]["paper"] == cell["paper"]
+
+
+def test_the_configs_default_fills_one_dev_table_row():
+    """A default DeepCut run (what `python run.py` does) lands in exactly one named row of each dev
+    table, its "+ BS" twin: a new default without a row of its own would be left out of the tables."""
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        cfg = compose("config", overrides=["dataset=ecssd"], return_hydra_config=True)
+    run = {"_choices": OmegaConf.to_container(cfg.hydra.runtime.choices), "_config": cfg}
+    for key in ("table1", "table2"):
+        rows = [name for name, match, _ in make_tables.dev_rows(DEV_TABLES[key]) if make_tables.matches(run, match)]
+        assert rows == ["DeepCut N-cut (centred, K = 5, frame rule, 4 restarts, vote) + BS"]
+        run_k2 = {**run, "_config": OmegaConf.merge(cfg, {"loss": {"k": 2}})}  # issue 16's first-round default
+        rows = [name for name, match, _ in make_tables.dev_rows(DEV_TABLES[key]) if make_tables.matches(run_k2, match)]
+        assert rows == ["DeepCut N-cut (centred, 4 restarts, vote) + BS"]
+
+
+def test_paper_tables_default_recipe_is_the_configs_default():
+    """experiments/paper_tables.sh spells the default out (so its row keeps its meaning later): the
+    spelling must compose to exactly what `python run.py` runs today."""
+    script = (ROOT / "experiments" / "paper_tables.sh").read_text()
+    recipe = re.search(r"^recipe_default=\((.*?)\)", script, re.S | re.M).group(1).split()
+    assert "loss.k=5" in recipe and "mode.background=frame" in recipe
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        spelt = compose("config", overrides=["method=deepcut", "loss=ncut", *recipe])
+        default = compose("config")
+    assert OmegaConf.to_container(spelt) == OmegaConf.to_container(default)
 
 
 @pytest.mark.parametrize("table, count", [("paper_table1_*", 6), ("paper_table2_*", 6), ("paper_table3_*", 1),
