@@ -230,6 +230,35 @@ def dev_rows(spec: dict) -> list[tuple[str, dict, dict]]:
     return out
 
 
+def recipe(run: dict) -> tuple:
+    """What a run computed, seed aside: the settings its results depend on (settings.json's, so a
+    peer's ignores DeepCut's groups) and its number of images. Runs that share it are seeds of one
+    recipe."""
+    return (run.get("n_images"),) + tuple(sorted((k, str(v)) for k, v in rundir.settings(run["_config"]).items()
+                                                  if k != "seed"))
+
+
+def one_recipe(mine: list[dict], where: str, left_out: list[str]) -> list[dict]:
+    """The runs of one recipe among those a cell matches (a row names only some keys, so runs on
+    other features, images or steps can match it too): the recipe with the most images per run, then
+    the most seeds; the others are named in `left_out` instead of being averaged in as seeds."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in mine:
+        groups.setdefault(recipe(r), []).append(r)
+    if len(groups) < 2:
+        return mine
+    best = max(groups, key=lambda k: (k[0] or 0, len(groups[k])))
+    chosen = dict(best[1:])
+    for key, rs in groups.items():
+        if key is not best:
+            other = dict(key[1:])
+            diff = sorted(k for k in chosen.keys() | other.keys() if chosen.get(k) != other.get(k))
+            shown = ", ".join(f"{k}={other.get(k, '–')}" for k in diff[:4]) + (", ..." if len(diff) > 4 else "")
+            left_out.append(f"{where}: {len(rs)} run(s) left out, a different recipe ({key[0]} images"
+                            f"{'; ' + shown if shown else ''}): {common_dir(r['run_dir'] for r in rs)}")
+    return groups[best]
+
+
 def dev_tables(runs: pd.DataFrame, spec: dict) -> list[Table]:
     """Tables 1 and 2 from runs of every method (experiments/paper_tables.sh): paper / ours / Δ per
     cell, seeds pooled into mean ± std, each row twice (without and with the bilateral solver); the
@@ -244,11 +273,12 @@ def dev_tables(runs: pd.DataFrame, spec: dict) -> list[Table]:
         t = spec[key]
         scale = float(t.get("scale", 1))
         columns = ["Method"] + [f"{c} {part}" for c in t["columns"] for part in ("paper", "ours", "Δ")]
-        rows, images, backbones, seeds, filled = [], {}, set(), {}, False
+        rows, images, backbones, seeds, filled, left_out = [], {}, set(), {}, False, []
         for name, match, paper in dev_rows(t):
             cells, ran = [name], False
             for column, dataset in t["columns"].items():
-                mine = [r for r in records if r.get("dataset") == dataset and matches(r, match)]
+                mine = one_recipe([r for r in records if r.get("dataset") == dataset and matches(r, match)],
+                                  f"{name}, {column}", left_out)
                 values = [r.get(t["metric"]) for r in mine]
                 ours = mean_std(values, ".1f", scale)
                 p = paper.get(column)
@@ -273,7 +303,9 @@ def dev_tables(runs: pd.DataFrame, spec: dict) -> list[Table]:
                  + "; ".join(f"{c} {','.join(map(str, sorted(s)))}" for c, s in seeds.items())
                  + " (one seed: no ± shown).",
                  "+ BS: postprocess.bilateral=true (the fast bilateral solver) after the method.",
-                 *spec.get("notes", [])]
+                 *spec.get("notes", []), *left_out]
+        for line in left_out:
+            print(f"{t['title']}: {line}", file=sys.stderr)
         tables.append(Table(t["title"], columns, rows, [("", 1)] + [(c, 3) for c in t["columns"]], notes))
     s = spec.get("saliency")
     if s:
@@ -283,7 +315,7 @@ def dev_tables(runs: pd.DataFrame, spec: dict) -> list[Table]:
         for name, match, _ in dev_rows(spec["table2"]):
             cells = [name]
             for dataset in s["datasets"].values():
-                mine = [r for r in records if r.get("dataset") == dataset and matches(r, match)]
+                mine = one_recipe([r for r in records if r.get("dataset") == dataset and matches(r, match)], "", [])
                 cells += [mean_std([r.get(m) for r in mine], ".3f") for m in s["metrics"]]
             if any(c != "–" for c in cells[1:]):  # rows nobody ran are left out
                 rows.append(cells)

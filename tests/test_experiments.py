@@ -425,7 +425,8 @@ def _fake_run(path: Path, choices: dict, bilateral: bool, seed: int, summary: di
     """A finished run directory as run.py leaves it (only what make_tables.py reads); `config`: more
     of its composed config (nested keys)."""
     (path / ".hydra").mkdir(parents=True)
-    composed = OmegaConf.merge({"seed": seed, "postprocess": {"bilateral": bilateral}}, config or {})
+    composed = OmegaConf.merge({"seed": seed, "method": {"name": choices["method"]}, "postprocess": {"bilateral": bilateral}},
+                               config or {})
     OmegaConf.save(composed, path / ".hydra" / "config.yaml")
     OmegaConf.save(OmegaConf.create({"hydra": {"runtime": {"choices": choices}}}), path / ".hydra" / "hydra.yaml")
     overrides = [f"{k}={v}" for k, v in choices.items()] + [f"seed={seed}", f"postprocess.bilateral={bilateral}"]
@@ -460,6 +461,23 @@ def test_dev_tables_put_paper_ours_and_difference_in_each_cell(tmp_path):
     v = 1 + 3 * list(DEV_TABLES["table1"]["columns"]).index("VOC07")
     assert {r[0]: r for r in markdown_rows_of(table1)}["TokenCut"][v:v + 3] == ["68.8", "60.0", "-8.8"]
     assert "ECSSD 5" in table2 and "NOT comparable" in table2
+
+
+def test_a_dev_table_cell_pools_seeds_of_one_recipe_only(tmp_path):
+    """A row names a few keys, so runs on other features or other images match it too: the cell keeps
+    the recipe with the most images (then seeds), never averages the others in, and names them."""
+    lost = {"method": "lost"}
+    for seed, miou in enumerate([0.40, 0.42]):  # seeds of one recipe on all 1671 images: pooled
+        _fake_run(tmp_path / f"full{seed}", lost, True, seed, {"dataset": "duts_te", "miou": miou, "n_images": 1671})
+    _fake_run(tmp_path / "shard", lost, True, 0, {"dataset": "duts_te", "miou": 0.90, "n_images": 99})
+    _fake_run(tmp_path / "token", lost, True, 0, {"dataset": "duts_te", "miou": 0.10, "n_images": 1671},
+              {"backbone": {"facet": "token"}})
+    result = make_tables.make_tables([tmp_path], tmp_path / "tables")
+    table2 = result["files"]["dev_md"].read_text().split("### Table 2: foreground segmentation")[1].split("###")[0]
+    d = 1 + 3 * list(DEV_TABLES["table2"]["columns"]).index("DUTS-TE")
+    assert {r[0]: r for r in markdown_rows_of(table2)}["LOST + BS"][d:d + 3] == ["57.2", "41.0 ± 1.4", "-16.2"]
+    assert "LOST + BS, DUTS-TE: 1 run(s) left out, a different recipe (99 images)" in table2
+    assert "LOST + BS, DUTS-TE: 1 run(s) left out, a different recipe (1671 images; backbone.facet=token)" in table2
 
 
 def markdown_rows_of(text: str) -> list[list[str]]:
