@@ -11,6 +11,8 @@
 # stage 7 tries the token facet on it.
 # Tables: python experiments/make_tables.py OUT/<stage> (pools seeds into mean ± std).
 set -euo pipefail
+{ # bash reads a script as it runs it: the braces make it read this one whole first, so an edit
+  # made while a long sweep runs cannot change (or break) the rest of that run
 data=$(realpath "$1"); out=$2
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}   # one thread per job: jobs on a shared machine do not spin
@@ -87,3 +89,5 @@ for spec in "ecssd ${ecssd[*]}" "duts_sel ${duts_sel[*]}" "sod dataset=sod datas
   # shellcheck disable=SC2086
   sweep_as_is 7_token/$name/peers $args backbone.facet=token method=lost,tokencut,dsm,kmeans
 done
+exit
+}

@@ -15,6 +15,8 @@
 # Writes OUT/<dataset>/<group>/<job>/ and OUT/tables/; launcher=basic runs jobs in turn in one
 # process (give launcher=joblib or launcher=slurm to spread them).
 set -euo pipefail
+{ # bash reads a script as it runs it: the braces make it read this one whole first, so an edit
+  # made while a long sweep runs cannot change (or break) the rest of that run
 data=$(realpath "$1"); out=$2; shift 2
 cd "$(dirname "$0")/.."
 limit=${LIMIT:+dataset.limit=$LIMIT}
@@ -60,3 +62,5 @@ for d in "${datasets[@]}"; do
   run paper_recipe method=deepcut loss=ncut loss.k=2 mode.background=border graph=paper optimizer=paper seed="$seeds" postprocess.bilateral=false
 done
 python experiments/make_tables.py "$out" --out "$out/tables"
+exit
+}

@@ -14,6 +14,8 @@
 # (the same command into the same run directory).
 # Writes OUT/<setting>_s<seed>/ (run.py's run directories) and OUT/table.md.
 set -euo pipefail
+{ # bash reads a script as it runs it: the braces make it read this one whole first, so an edit
+  # made while a long sweep runs cannot change (or break) the rest of that run
 root=$(realpath "$1"); out=$2; shift 2
 cd "$(dirname "$0")/.."
 crop=${CROP:-none}; seeds=${SEEDS:-0 1 2}; subset=${SUBSET:-all}
@@ -69,3 +71,5 @@ table = Table(f"Parts on CUB (dataset.crop={crop}), NMI / ARI (%)",
 (out / "table.md").write_text(to_markdown(table))
 print(to_markdown(table))
 EOF
+exit
+}
