@@ -244,7 +244,7 @@ def one_recipe(mine: list[dict], where: str, left_out: list[str]) -> list[dict]:
     the most seeds; the others are named in `left_out` instead of being averaged in as seeds."""
     groups: dict[tuple, list[dict]] = {}
     for r in mine:
-        groups.setdefault(recipe(r), []).append(r)
+        groups.setdefault(r["_recipe"], []).append(r)
     if len(groups) < 2:
         return mine
     best = max(groups, key=lambda k: (k[0] or 0, len(groups[k])))
@@ -266,6 +266,8 @@ def dev_tables(runs: pd.DataFrame, spec: dict) -> list[Table]:
     if not len(runs):
         return []
     records = runs.to_dict("records")
+    for r in records:  # once per run: every row and column of every table compares it
+        r["_recipe"] = recipe(r)
     tables = []
     for key in ("table1", "table2"):
         if key not in spec:
