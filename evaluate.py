@@ -39,10 +39,12 @@ from omegaconf.errors import OmegaConfBaseException
 from PIL import Image
 
 from deepcut import metrics, rundir
+from deepcut.errors import one_paragraph
+from deepcut.overrides import override_key, parse_override
+from deepcut.records import read_fingerprint
 from deepcut.masks import mask_to_box
 from deepcut.pipeline import bound, image_metrics
 from deepcut.results import read_results, summarize_run
-from deepcut.validate import one_paragraph
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 
@@ -51,7 +53,7 @@ def run_config(run_dir: Path, overrides: list[str]):
     """The run's saved config with ``overrides`` applied (typed as Hydra types them: `dataset.limit=8`
     is 8, `null` is None), or the configs composed afresh when a `dataset=<name>` is given."""
     saved = run_dir / ".hydra" / "config.yaml"
-    if any(rundir.override_key(o) == "dataset" for o in overrides):
+    if any(override_key(o) == "dataset" for o in overrides):
         with initialize_config_dir(str(CONFIGS), version_base="1.3"):
             return compose("config", overrides=overrides)
     if not saved.exists():
@@ -68,14 +70,14 @@ def run_config(run_dir: Path, overrides: list[str]):
         raise ValueError(f"{saved} is {problem}; name the data set instead: python evaluate.py RUN_DIR "
                          "dataset=<name> dataset.root=<folder>")
     for o in overrides:  # dataset.root=... style tweaks of the saved config
-        key, value = rundir.parse_override(o)
+        key, value = parse_override(o)
         OmegaConf.update(cfg, key, value, force_add=True)
     return cfg
 
 
 def check_data(run_dir: Path, dataset) -> None:
     """The images to score must be those the labels were computed on (the run's dataset.json)."""
-    recorded = rundir.read_fingerprint(run_dir)
+    recorded = read_fingerprint(run_dir)
     if recorded is None:
         return  # a folder of masks, or a run from before dataset.json: nothing to check against
     ids = [i for i in dataset.ids if i in recorded]

@@ -27,24 +27,26 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException, InstantiationException
 from hydra.types import RunMode
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-from torch.utils.data import DataLoader
-from tqdm import tqdm
 
-from deepcut import rundir
-from deepcut.api import segmenter_from_config
-from deepcut.cache import FeatureCache
-from deepcut.results import ResultsWriter, read_rows, summarize_run
-from deepcut.validate import ConfigError, one_paragraph, validate
+from deepcut import sweep
+from deepcut.errors import ConfigError, one_paragraph
+from deepcut.preflight import preflight
 
+# torch, timm and the stages are imported inside `run` and `segment`: `--help`, a typo and a
+# wrong setting are answered without them.
 log = logging.getLogger("deepcut")
 
 
 def segment(cfg: DictConfig, out: Path, dataset, segmenter, writer, logger) -> tuple[dict, int]:
     """Process every image not done yet; the summary (also written when stopped or failing) and the
     number of the signal that stopped the run (0: it ran to the end)."""
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    from deepcut.results import read_rows, summarize_run
+
     todo = [i for i, sid in enumerate(dataset.ids) if sid not in writer.done]
     if len(todo) < len(dataset):
         log.info("resuming %s: %d of %d images already done", out, len(dataset) - len(todo), len(dataset))
@@ -63,7 +65,7 @@ def segment(cfg: DictConfig, out: Path, dataset, segmenter, writer, logger) -> t
                         collate_fn=list, pin_memory=segmenter.extractor.device.type == "cuda")
     bar = tqdm(total=len(todo), desc=f"{dataset.name}", unit="img", dynamic_ncols=True)
     batches = iter(loader)  # DataLoader workers start now, with the default handlers
-    stop = rundir.STOP  # installed by main
+    stop = sweep.STOP  # installed by main
     try:
         while not stop.signum:
             try:
@@ -107,6 +109,14 @@ def _user_error(error: BaseException) -> BaseException | None:
 
 def run(cfg: DictConfig, out: Path, hc) -> tuple[int, str, object]:
     """One run into ``out``: (exit code, reason when not 0, the objective's value)."""
+    from hydra.utils import instantiate
+
+    from deepcut import rundir
+    from deepcut.api import segmenter_from_config
+    from deepcut.cache import FeatureCache
+    from deepcut.results import ResultsWriter
+    from deepcut.validate import validate
+
     held = None
     try:  # settings first: nothing is loaded, computed or logged for a run that cannot work
         if cfg.get("resume"):  # preflight turns resume=<dir> into that run's command
@@ -115,7 +125,7 @@ def run(cfg: DictConfig, out: Path, hc) -> tuple[int, str, object]:
         dataset = instantiate(cfg.dataset)
         held = rundir.RunDir.open(out, cfg, dataset, list(hc.overrides.task), hc)
         cache = FeatureCache.usable(cfg.cache.dir) if cfg.cache.enabled else None
-        cfg.device = rundir.job_device(cfg.device, hc)  # a joblib job on a multi-GPU machine: its own GPU
+        cfg.device = sweep.job_device(cfg.device, hc)  # a joblib job on a multi-GPU machine: its own GPU
         segmenter = segmenter_from_config(cfg, cache)
         logger = instantiate(cfg.logger)
         writer = ResultsWriter(out, cfg.save_labels, cfg.save_overlays)
@@ -155,15 +165,15 @@ def run(cfg: DictConfig, out: Path, hc) -> tuple[int, str, object]:
 def main(cfg: DictConfig):
     hc = HydraConfig.get()
     out = Path(hc.runtime.output_dir)
-    rundir.STOP.install()
+    sweep.STOP.install()
     if hc.mode != RunMode.MULTIRUN:
         code, _, value = run(cfg, out, hc)
         if code:
             sys.exit(code)
         return value
     # A job of a sweep: whatever happens, the sweep goes on; the reason is in <job dir>/error.txt.
-    rundir.register_job(Path(hc.sweep.dir))
-    stopped = rundir.stop_requested(Path(hc.sweep.dir))
+    sweep.register_job(Path(hc.sweep.dir))
+    stopped = sweep.stop_requested(Path(hc.sweep.dir))
     try:
         if stopped:
             code, reason, value = 128 + stopped, f"not started: the sweep was stopped by {signal.Signals(stopped).name}", None
@@ -173,17 +183,17 @@ def main(cfg: DictConfig):
         code, reason, value = 1, traceback.format_exc(), None
         log.error("job %s failed:\n%s", hc.job.num, reason)
     if code:
-        rundir.write_error(out, code, reason)
+        sweep.write_error(out, code, reason)
         return math.nan if cfg.get("objective") else None  # a sweeper (optuna) records a failed trial
     return value
 
 
 if __name__ == "__main__":
-    sys.argv[1:] = rundir.preflight(sys.argv[1:])
+    sys.argv[1:] = preflight(sys.argv[1:])
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # Hydra's own errors reach the handler below
     try:
         main()
     except (HydraException, OmegaConfBaseException) as e:  # a typo in a key, group or option
         print(f"Error: {one_paragraph(e)} (python run.py --help lists the groups and options)", file=sys.stderr)
         sys.exit(2)
-    sys.exit(rundir.SweepReport.exit_code)
+    sys.exit(sweep.SweepReport.exit_code)

@@ -18,8 +18,9 @@ from omegaconf import DictConfig
 
 from deepcut.cache import FeatureCache
 from deepcut.pipeline import Extractor, Postprocess, Segmenter
-from deepcut.registry import create_method
-from deepcut.validate import ConfigError, validate
+from deepcut.errors import ConfigError
+from deepcut.methods import create_method
+from deepcut.validate import validate
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 

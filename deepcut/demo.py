@@ -26,7 +26,7 @@ from PIL import Image
 
 from deepcut import visualize
 from deepcut.datasets import Demo, DatasetError, load_image
-from deepcut.validate import one_paragraph
+from deepcut.errors import one_paragraph
 
 METHODS = ("deepcut", "tokencut", "lost", "dsm", "kmeans", "whole")
 LOSSES = ("ncut", "cc")

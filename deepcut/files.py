@@ -1,10 +1,12 @@
-"""Atomic file writes, the one home for them: results, run-directory records, the feature cache and
-the converted offline weights all write through `atomic_write`."""
+"""File helpers, the one home for them: atomic writes (results, run-directory records, the feature
+cache and the converted offline weights all write through `atomic_write`) and `writable_dir`."""
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
+
+from deepcut.errors import ConfigError
 
 
 def atomic_write(path: str | Path, write) -> None:
@@ -31,3 +33,17 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def writable_dir(path: str | Path, setting: str) -> Path:
+    """``path`` as a directory this process can create files in (made if missing), or a ConfigError
+    naming ``setting``."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise ConfigError(f"{setting}={str(path)!r}: the output directory cannot be written "
+                          f"({err.strerror or err}); choose a directory you can write to") from None
+    return path

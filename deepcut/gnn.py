@@ -18,12 +18,13 @@ the first layer's matmul has R times the rows).
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 import math
 
 import torch
 import torch.nn.functional as F
+
+from deepcut.seeds import stream_seed
 
 
 def propagate(w: torch.Tensor, x: torch.Tensor, d: torch.Tensor | None = None) -> torch.Tensor:
@@ -42,11 +43,6 @@ def propagate(w: torch.Tensor, x: torch.Tensor, d: torch.Tensor | None = None) -
 def degrees(w: torch.Tensor) -> torch.Tensor:
     """Row sums of a dense (..., N, N) or sparse (N, N) affinity."""
     return torch.sparse.sum(w, dim=1).to_dense() if w.is_sparse else w.sum(-1)
-
-
-def stream_seed(seed: int, *parts) -> int:
-    """A 63-bit generator seed for one random stream of an image (its init, a step's dropout)."""
-    return int.from_bytes(hashlib.sha256(repr((seed, *parts)).encode()).digest()[:8], "little") >> 1
 
 
 class GNNBatch(torch.nn.Module):

@@ -72,7 +72,7 @@ def hydra_info() -> dict:
 
 def run_name(overrides: list[str]) -> str | None:
     """A run's name from its command-line overrides, without the ones that only say how it ran."""
-    from deepcut.rundir import override_key
+    from deepcut.overrides import override_key
 
     keep = [o for o in overrides if override_key(o).split(".", 1)[0] not in ("logger", "launcher", "sweeper", "hydra")]
     return ",".join(keep)[:128] or None

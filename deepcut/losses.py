@@ -65,3 +65,11 @@ def ncut_loss(s: torch.Tensor, w: torch.Tensor, degree: torch.Tensor, ortho_weig
 
 def cc_loss(s: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return -association(s, w)
+
+
+# The clustering objectives by name (loss.name; configs/loss/<name>.yaml): (S, W, degrees,
+# ortho_weight) -> one loss per graph. graph.AFFINITIES holds each one's own affinity formula.
+LOSSES = {
+    "ncut": ncut_loss,                                                  # paper eq. 3-4
+    "cc": lambda s, w, degree, ortho_weight: cc_loss(s, w),             # paper eq. 8
+}

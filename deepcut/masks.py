@@ -21,6 +21,8 @@ def border_counts(labels: torch.Tensor, num_labels: int) -> torch.Tensor:
 
 # background rules: how clusters become background (mode.background; kmeans' background).
 BACKGROUND_RULES = ("border", "frame")
+BACKGROUND_ALLOWED = ("use border (the cluster most on the image border) or frame (every cluster on the border "
+                      "as often as the grid)")
 
 
 def background_clusters(labels: torch.Tensor, num_labels: int, rule: str = "border") -> torch.Tensor:

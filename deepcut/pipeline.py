@@ -24,8 +24,8 @@ from deepcut.backbone import create_backbone
 from deepcut.cache import FeatureCache, model_fingerprint, tensor_digest
 from deepcut.features import center, extract, grid_size, log_bin, resize, to_tensor
 from deepcut.masks import labels_within, largest_component, mask_to_box, upsample_labels
-from deepcut.segment import derive_seed
-from deepcut.validate import ConfigError, one_paragraph
+from deepcut.errors import ConfigError, one_paragraph
+from deepcut.seeds import derive_seed
 
 
 def resolve_device(device: str = "auto") -> torch.device:

@@ -1,12 +1,16 @@
-"""The method registry, timm-style: a name -> how to build the method from a run config, and which
-config groups its results depend on (settings.json records only those).
+"""The method registry, timm-style: a name -> how to build the method from a run config, which
+config groups its results depend on (settings.json records only those) and how to check its
+settings. A leaf: the method modules register themselves when `deepcut.methods` is imported
+(as timm's models/__init__ loads its families), and everything that needs the list of methods
+imports it from there.
 
-    @register_method("tokencut")
+    @register_method("tokencut", check=...)
     def tokencut(features, grid, *, seed=0, tau=0.2, ...): ...
 
 A function registered as is is built as ``partial(fn, **method params)`` from configs/method/<name>.yaml
 (every key but ``name``); a method that reads other groups (DeepCut: graph, gnn, loss, optimizer,
-mode) registers a ``build(cfg)`` of its own. `create_method(cfg)` is what run.py and the Python API call.
+mode) registers a ``build(cfg)`` of its own. ``check(cfg)`` returns one paragraph per problem of
+the method's settings (validate.py gathers them with the rest).
 """
 from __future__ import annotations
 
@@ -16,10 +20,15 @@ from typing import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
+from deepcut.errors import ConfigError
 
 # Config groups that only some methods read (DeepCut's stages); settings.json records a group only
 # for the methods that read it.
 METHOD_GROUPS = ("graph", "gnn", "loss", "optimizer", "mode")
+
+
+def no_problems(cfg: DictConfig) -> list[str]:
+    return []
 
 
 @dataclass(frozen=True)
@@ -27,12 +36,13 @@ class MethodEntry:
     name: str
     build: Callable[[DictConfig], Callable]   # run config -> method(features, grid, seed=...) or a DeepCut
     groups: tuple[str, ...] = ()              # config groups besides `method` that change its results
+    check: Callable[[DictConfig], list[str]] = no_problems  # run config -> one paragraph per problem
 
 
 METHODS: dict[str, MethodEntry] = {}
 
 
-class UnknownMethod(ValueError):
+class UnknownMethod(ConfigError):
     pass
 
 
@@ -43,19 +53,23 @@ def method_params(cfg: DictConfig) -> dict:
     return params
 
 
-def register_method(name: str, *, groups: tuple[str, ...] = (), build: Callable | None = None):
+def register_method(name: str, *, groups: tuple[str, ...] = (), build: Callable | None = None,
+                    check: Callable[[DictConfig], list[str]] = no_problems):
     def register(fn):
         if name in METHODS:
             raise ValueError(f"method {name!r} is registered twice")
-        METHODS[name] = MethodEntry(name, build or (lambda cfg: partial(fn, **method_params(cfg))), tuple(groups))
+        METHODS[name] = MethodEntry(name, build or (lambda cfg: partial(fn, **method_params(cfg))), tuple(groups), check)
         return fn
     return register
 
 
+def method_names() -> list[str]:
+    return sorted(METHODS)
+
+
 def method_entry(name: str) -> MethodEntry:
-    import deepcut.methods  # noqa: F401 - registers every method
     if name not in METHODS:
-        raise UnknownMethod(f"method.name={name!r}: not a registered method; use one of {', '.join(sorted(METHODS))}")
+        raise UnknownMethod(f"method.name={name!r}: not a registered method; use one of {', '.join(method_names())}")
     return METHODS[name]
 
 

@@ -1,6 +1,4 @@
-"""A run directory: which settings and which data its results belong to, who may write it, and how
-a command continues it. The one home of the keys that do not change results and of override
-parsing; run.py and the tools call these.
+"""A run directory: which settings and which data its results belong to, and who may write it.
 
 A directory's results are continued (resume=<dir>, or the same hydra.run.dir again) only when this
 run can prove it computes the same thing: `settings.json` (every setting that changes results)
@@ -9,76 +7,31 @@ match for every image already done. Anything that differs, or that cannot be ver
 or unreadable record next to existing results), is refused with one paragraph and exit code 2.
 The directory's lock is taken before anything is written into it, `.hydra/` included (Hydra's own
 writing of it is switched off: configs/hydra/default.yaml), so a refused run leaves it as it was.
-
-Sweeps (-m): each job records why it failed in `<job dir>/error.txt`, and the sweep goes on;
-`SweepReport` (a Hydra callback) lists the failed jobs at the end and sets the exit code. A
-signal to the sweep's process reaches its jobs (`forward_signals`), which stop as single runs do.
+The shards of one run (dataset.shard) are merged here too (`merge_shards`). Which keys change
+results is deepcut.overrides'; the command line is checked by deepcut.preflight, sweeps and
+signals are deepcut.sweep's.
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import os
 import re
-import signal
-import sys
-import threading
 from pathlib import Path
 
-from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from deepcut.files import atomic_write_text
+from deepcut.files import atomic_write_text, writable_dir
+from deepcut.methods import method_entry
+from deepcut.overrides import SELECTION, operational, override_key, parse_override, within
+from deepcut.records import read_fingerprint, read_settings, write_fingerprint, write_settings
+from deepcut.registry import METHOD_GROUPS
 from deepcut.results import read_raw
-from deepcut.validate import ConfigError, one_paragraph, writable_dir
-
-log = logging.getLogger("deepcut")
-
-# Settings that change no image's result: a resume may give them anew; settings.json leaves them out.
-OPERATIONAL = ("device", "num_workers", "strict", "save_labels", "save_overlays", "cache", "logger", "launcher",
-               "sweeper", "objective", "resume", "hydra", "backbone.batch_size")
-# Where the data is. Not compared as settings: dataset.json says whether the files there are the
-# images (and ground truth) the results were computed on, so a moved data set may be resumed.
-LOCATION = ("data_root", "dataset.root", "dataset.path")
-# Which of the data set's images: a resume may extend or shorten the run (the summary covers the
-# images of this run's selection only); make_tables.py treats it as a variant of the recipe.
-SELECTION = ("dataset.limit", "dataset.shard", "dataset.num_shards")
-
-
-def within(key: str, keys) -> bool:
-    """``key`` is one of ``keys`` or inside one (`cache.dir` is within `cache`)."""
-    return any(key == k or key.startswith(k + ".") for k in keys)
-
-
-def operational(key: str) -> bool:
-    """True for a key whose value does not go into settings.json (see the three lists above)."""
-    return within(key, OPERATIONAL + LOCATION + SELECTION)
-
-
-def override_key(override: str) -> str:
-    """`+a.b=1`, `~a.b`, `a.b=1` -> `a.b`."""
-    return override.split("=", 1)[0].lstrip("+~")
-
-
-def override_value(override: str) -> str:
-    return override.split("=", 1)[1] if "=" in override else ""
-
-
-def parse_override(override: str):
-    """One override as Hydra reads it: (key, typed value), e.g. `dataset.limit=8` -> 8, `null` -> None."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parsed = OverridesParser.create().parse_override(override)
-    return parsed.key_or_group, parsed.value()
 
 
 def settings(cfg: DictConfig) -> dict:
     """The settings the results depend on, flattened to dotted keys (settings.json): the groups of
     DeepCut's stages only for the methods that read them (deepcut.registry). A value that only
     refers to another setting (${loss.k}) is that setting, recorded once."""
-    from deepcut.registry import METHOD_GROUPS, method_entry
-
     unread = set(METHOD_GROUPS) - set(method_entry(cfg.method.name).groups)
     flat = {}
 
@@ -138,26 +91,6 @@ def merge_shards(dirs: list[Path], rows_of) -> list[dict]:
     return rows
 
 
-def job_device(device: str, hc, gpu_count=None) -> str:
-    """The device of this run: `device=auto` in a job of a local parallel sweep (the joblib
-    launcher) on a machine with several GPUs gives job k GPU k mod count, so n_jobs <= count jobs
-    running side by side each get their own (joblib starts them in order; set
-    hydra.launcher.n_jobs to the number of GPUs). Anything else is left as given: a single run, an
-    explicit device, and submitit/SLURM jobs, which see only their own GPU already
-    (gpus_per_node=1 sets CUDA_VISIBLE_DEVICES). ``gpu_count``: for tests, a stand-in for
-    torch.cuda.device_count."""
-    from hydra.types import RunMode
-
-    if device != "auto" or hc.mode != RunMode.MULTIRUN or "joblib" not in str(hc.launcher.get("_target_", "")):
-        return device
-    if gpu_count is None:
-        import torch
-
-        gpu_count = torch.cuda.device_count
-    count = gpu_count()
-    return f"cuda:{int(hc.job.num) % count}" if count > 1 else device
-
-
 # ---------------------------------------------------------------- the lock
 
 
@@ -194,26 +127,6 @@ class Lock:
 
 
 # ---------------------------------------------------------------- what a directory holds
-
-
-def read_settings(out: Path) -> dict | None:
-    """settings.json of a run directory: {"overrides": [...], "settings": {...}}, or None."""
-    try:
-        stored = json.loads((Path(out) / "settings.json").read_text())
-    except (OSError, ValueError):
-        return None
-    ok = isinstance(stored, dict) and isinstance(stored.get("settings"), dict) and isinstance(stored.get("overrides"), list)
-    return stored if ok else None
-
-
-def read_fingerprint(out: Path) -> dict | None:
-    """dataset.json of a run directory: {image id: digest}, or None."""
-    try:
-        stored = json.loads((Path(out) / "dataset.json").read_text())
-    except (OSError, ValueError):
-        return None
-    images = stored.get("images") if isinstance(stored, dict) else None
-    return images if isinstance(images, dict) else None
 
 
 def check(out: Path, current: dict, dataset) -> None:
@@ -283,10 +196,8 @@ class RunDir:
             check(out, current, dataset)
             recorded = read_fingerprint(out) or {}
             recorded.update(dataset.fingerprint(dataset.ids))
-            atomic_write_text(out / "dataset.json", json.dumps({"name": dataset.name, "images": recorded},
-                                                               indent=1, sort_keys=True) + "\n")
-            atomic_write_text(out / "settings.json", json.dumps({"overrides": list(overrides), "settings": current},
-                                                                indent=2, sort_keys=True) + "\n")
+            write_fingerprint(out, dataset.name, recorded)
+            write_settings(out, overrides, current)
             if hydra_cfg is not None:
                 write_hydra(out, cfg, hydra_cfg)
             (out / "error.txt").unlink(missing_ok=True)  # from an earlier, failed attempt
@@ -298,190 +209,3 @@ class RunDir:
     def close(self) -> None:
         self.lock.release()
 
-
-def write_error(out: Path, code: int, reason: str) -> None:
-    """<job dir>/error.txt: the exit code a single run would have had, then the reason."""
-    try:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        atomic_write_text(Path(out) / "error.txt", f"exit {code}\n{reason}\n")
-    except OSError:
-        pass  # an unwritable directory: the reason is in the log
-
-
-# ---------------------------------------------------------------- the command line
-
-
-def preflight(argv: list[str]) -> list[str]:
-    """The command line, checked and completed before Hydra runs:
-      * resume=<dir> becomes that run's own overrides (from its settings.json), then the ones given
-        now (which replace theirs), then hydra.run.dir=<dir>; whether the result still computes the
-        same thing is checked against the resolved settings and the data when the run opens <dir>;
-      * an explicit hydra.run.dir / hydra.sweep.dir must be writable.
-    Problems: one paragraph on stderr, exit code 2."""
-    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
-    given = {override_key(a): a for a in overrides}
-    multirun = any(a in ("-m", "--multirun") for a in argv)
-    try:
-        resume = given.pop("resume", None)
-        if resume is not None:
-            run_dir = Path(override_value(resume)).expanduser()
-            if multirun:
-                raise ConfigError(f"{resume}: resume continues one run; it cannot be swept (-m)")
-            stored = read_settings(run_dir)
-            if stored is None:
-                raise ConfigError(f"{resume}: not the directory of a run (no readable settings.json in it); give the "
-                                  "directory a run printed ('results in ...')")
-            kept = [o for o in stored["overrides"] if override_key(o) not in given]
-            now = [a for a in overrides if override_key(a) not in ("resume", "hydra.run.dir")]
-            argv = [a for a in argv if a not in overrides] + kept + now + [f"hydra.run.dir={run_dir}"]
-            given = {override_key(a): a for a in kept + now + [f"hydra.run.dir={run_dir}"]}
-        for key in ("hydra.run.dir", "hydra.sweep.dir"):
-            if key in given and "$" not in override_value(given[key]):
-                writable_dir(override_value(given[key]), key)
-    except ConfigError as e:
-        print(f"Error: {one_paragraph(e)}", file=sys.stderr)
-        sys.exit(2)
-    return argv
-
-
-# ---------------------------------------------------------------- sweeps
-
-
-class StopSignal:
-    """This process's SIGINT/SIGTERM: the first is recorded (`signum`; the run finishes the images in
-    flight, writes its summary and stops), a second one ends the process at once. In a sweep the
-    handlers stay for the life of the process, so a job that has not started yet does not start."""
-
-    def __init__(self):
-        self.signum = 0
-        self.installed = False
-        self.on_signal = None  # called with the signal number, e.g. to pass it on to a sweep's jobs
-
-    def install(self) -> "StopSignal":
-        if threading.current_thread() is threading.main_thread() and not self.installed:
-            for s in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(s, self._handle)
-            self.installed = True
-        return self
-
-    def _handle(self, signum, frame):
-        if self.on_signal is not None:
-            self.on_signal(signum)
-        if self.signum:
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        self.signum = signum
-        log.warning("%s: finishing the images in flight, then writing the summary (again to stop at once)",
-                    signal.Signals(signum).name)
-
-
-STOP = StopSignal()
-JOBS_DIR = ".jobs"  # <sweep dir>/.jobs/<pid>: the processes running this sweep's jobs
-
-
-def register_job(sweep_dir: Path) -> None:
-    """Called by every job of a sweep (after `STOP.install`): if it runs in a worker process, the
-    sweep's process may now pass its signals to this one, which handles them as a run does."""
-    try:
-        folder = Path(sweep_dir) / JOBS_DIR
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / str(os.getpid())).write_text(str(os.getppid()))
-    except OSError:
-        pass
-
-
-def forward_signals(sweep_dir: Path) -> None:
-    """In the sweep's own process: a signal is passed on to every worker that runs (or ran) a job of
-    this sweep; the jobs stop as single runs do, and the ones not started yet do not start."""
-    folder = Path(sweep_dir) / JOBS_DIR
-
-    def forward(signum):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "stop").write_text(str(signum))  # jobs not started yet do not start
-        except OSError:
-            pass
-        for entry in folder.iterdir() if folder.is_dir() else []:
-            try:
-                if entry.name.isdigit() and entry.read_text().strip() == str(os.getpid()):
-                    os.kill(int(entry.name), signum)
-            except (OSError, ValueError):
-                pass
-        if STOP.signum:  # the second signal: nothing of the sweep may outlive this process
-            for pid in _children():
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
-
-    STOP.on_signal = forward
-    STOP.install()
-
-
-def new_sweep(sweep_dir: Path) -> None:
-    """Forget what a previous sweep into the same directory left (continuing it runs every job again)."""
-    folder = Path(sweep_dir) / JOBS_DIR
-    for entry in folder.iterdir() if folder.is_dir() else []:
-        entry.unlink(missing_ok=True)
-
-
-def stop_requested(sweep_dir: Path) -> int:
-    """The signal that stopped this process or its sweep (0: none)."""
-    if STOP.signum:
-        return STOP.signum
-    try:
-        return int((Path(sweep_dir) / JOBS_DIR / "stop").read_text())
-    except (OSError, ValueError):
-        return 0
-
-
-def _children() -> list[int]:
-    """Ids of this process's child processes (Linux /proc; elsewhere none)."""
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) == os.getpid():
-                out.append(int(stat.parent.name))
-        except (OSError, ValueError, IndexError):
-            pass
-    return out
-
-
-def end_workers() -> None:
-    """Stop joblib's idle worker processes (kept for reuse by default), so none outlives the sweep."""
-    try:
-        from joblib.externals.loky import reusable_executor
-    except ImportError:
-        return
-    if reusable_executor._executor is not None:
-        reusable_executor._executor.shutdown(wait=True)
-
-
-class SweepReport(Callback):
-    """Hydra callback (configs/hydra/default.yaml): at the end of a sweep, lists the jobs that
-    failed (their error.txt) and sets `exit_code` (the largest of the failed jobs' codes) for
-    run.py to exit with."""
-    exit_code = 0
-
-    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        sweep_dir = Path(str(config.hydra.sweep.dir))
-        new_sweep(sweep_dir)
-        forward_signals(sweep_dir)
-
-    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        end_workers()
-        sweep_dir = Path(str(config.hydra.sweep.dir))
-        failed = []
-        for error in sorted(sweep_dir.glob("*/error.txt"), key=lambda p: (len(p.parent.name), p.parent.name)):
-            lines = error.read_text(errors="replace").splitlines() or ["exit 1"]
-            code = int(lines[0].split()[-1]) if re.fullmatch(r"exit \d+", lines[0]) else 1
-            failed.append((error.parent, code, " ".join(lines[1:])))
-        if failed:
-            log.error("%d job(s) of the sweep failed (reasons in their error.txt):\n%s", len(failed),
-                      "\n".join(f"  {d}: exit {c}: {one_paragraph(r, 300)}" for d, c, r in failed))
-            SweepReport.exit_code = max(c for _, c, _ in failed)
-        stopped = stop_requested(sweep_dir)
-        if stopped:
-            log.warning("sweep stopped by %s; continue it with the same command and hydra.sweep.dir=%s (finished "
-                        "images are kept, each job resumes)", signal.Signals(stopped).name, sweep_dir)
-            SweepReport.exit_code = 128 + stopped

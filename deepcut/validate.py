@@ -9,10 +9,7 @@ reports those the same way.
 from __future__ import annotations
 
 import difflib
-import math
 import os
-import re
-import tempfile
 from pathlib import Path
 
 import timm
@@ -20,44 +17,20 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from deepcut.backbone import WEIGHTS
+from deepcut.errors import ConfigError, is_whole
 from deepcut.features import FACETS
-from deepcut.masks import BACKGROUND_RULES
-from deepcut.registry import UnknownMethod, method_entry
+from deepcut.methods import method_entry
+from deepcut.registry import UnknownMethod
 
 
 # Summary metrics a sweep can optimise (summary.json keys; higher is better except time_s).
 OBJECTIVES = ("miou", "acc", "max_f_beta", "corloc", "nmi", "ari", "time_s")
 
 
-class ConfigError(ValueError):
-    """A setting has a value that cannot work; the message says which, and what is allowed."""
-
-
-def one_paragraph(error: BaseException | str, limit: int = 1200) -> str:
-    """An error message on one line per paragraph, long ones (e.g. torch's list of missing keys)
-    cut at ``limit`` characters."""
-    paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", str(error)) if p.strip()]
-    text = "\n".join(paragraphs)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def validate(cfg: DictConfig) -> None:
     problems = _backbone(cfg.backbone) + _method(cfg) + _run(cfg)
     if problems:
         raise ConfigError("\n\n".join(problems))  # one paragraph each
-
-
-def writable_dir(path: str | Path, setting: str) -> Path:
-    """``path`` as a directory this process can create files in (made if missing), or a ConfigError."""
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
-            pass
-    except OSError as err:
-        raise ConfigError(f"{setting}={str(path)!r}: the output directory cannot be written "
-                          f"({err.strerror or err}); choose a directory you can write to") from None
-    return path
 
 
 def _backbone(b: DictConfig) -> list[str]:
@@ -100,7 +73,7 @@ def _backbone(b: DictConfig) -> list[str]:
         problems.append(f"backbone.batch_size={b.get('batch_size')!r}: must be a whole number >= 1")
     if not isinstance(b.get("center", False), bool):
         problems.append(f"backbone.center={b.center!r}: use true (centre each image's features) or false")
-    if not _whole(b.get("log_bin", 0)) or b.get("log_bin", 0) < 0:
+    if not is_whole(b.get("log_bin", 0)) or b.get("log_bin", 0) < 0:
         problems.append(f"backbone.log_bin={b.log_bin!r}: the number of log-bin levels, a whole number >= 0 (0 = off)")
     weights = str(b.get("weights", "hub"))
     if weights not in WEIGHTS and not Path(weights).expanduser().is_file():
@@ -109,80 +82,13 @@ def _backbone(b: DictConfig) -> list[str]:
     return problems
 
 
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _whole(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _check(problems: list[str], node: DictConfig | None, name: str, key: str, ok, allowed: str) -> None:
-    if node is not None and key in node and not ok(node[key]):
-        problems.append(f"{name}.{key}={node[key]!r}: {allowed}")
-
-
-BACKGROUND_ALLOWED = ("use border (the cluster most on the image border) or frame (every cluster on the border "
-                      "as often as the grid)")
-
-
-def _deepcut(cfg: DictConfig) -> list[str]:
-    """DeepCut's stages: loss, mode, optimizer, graph, gnn."""
-    problems: list[str] = []
-    loss, mode, opt, graph, gnn = (cfg.get(g) for g in ("loss", "mode", "optimizer", "graph", "gnn"))
-    _check(problems, loss, "loss", "name", lambda v: v in ("ncut", "cc"), "use ncut or cc")
-    _check(problems, loss, "loss", "k", lambda v: _whole(v) and v >= 2, "the number of clusters K must be a whole number >= 2")
-    _check(problems, graph, "graph", "affinity", lambda v: v in (None, "ncut", "cc"),
-           "use null (the loss's own formula), ncut or cc")
-    if graph is not None and (graph.get("affinity") or (loss or {}).get("name")) == "cc":  # the N-cut formula has no alpha
-        _check(problems, graph, "graph", "alpha", lambda v: _number(v) and v > 0, "CC's affinity shift alpha must be > 0")
-    _check(problems, loss, "loss", "ortho_weight", lambda v: _number(v) and math.isfinite(v) and v >= 0,
-           "the orthogonality weight must be a finite number >= 0")
-    _check(problems, mode, "mode", "name", lambda v: v in ("single", "parts"), "use single or parts")
-    _check(problems, mode, "mode", "background", lambda v: v in BACKGROUND_RULES, BACKGROUND_ALLOWED)
-    if mode is not None and mode.get("split_background"):
-        _check(problems, mode, "mode", "background_k", lambda v: _whole(v) and v >= 2, "must be a whole number >= 2")
-    for key, ok, allowed in (
-            ("steps", lambda v: _whole(v) and v >= 1, "the number of optimisation steps must be >= 1"),
-            ("lr", lambda v: _number(v) and v > 0, "the learning rate must be > 0"),
-            ("restarts", lambda v: _whole(v) and v >= 1, "must be a whole number >= 1"),
-            ("weight_decay", lambda v: _number(v) and v >= 0, "must be >= 0"),
-            ("patience", lambda v: _whole(v) and v >= 1, "must be a whole number >= 1"),
-            ("tol", lambda v: v is None or (_number(v) and v >= 0), "must be null or >= 0")):
-        _check(problems, opt, "optimizer", key, ok, allowed)
-    _check(problems, graph, "graph", "power", lambda v: _number(v) and math.isfinite(v) and v > 0,
-           "the affinity exponent must be a finite number > 0")
-    _check(problems, graph, "graph", "knn", lambda v: v is None or (_whole(v) and v >= 1),
-           "must be null (dense graph) or a whole number of neighbours >= 1")
-    _check(problems, gnn, "gnn", "dropout", lambda v: _number(v) and 0 <= v < 1, "must be in [0, 1)")
-    for key in ("hidden", "mlp_hidden"):
-        _check(problems, gnn, "gnn", key, lambda v: _whole(v) and v >= 1, "must be a whole number >= 1")
-    return problems
-
-
-def _kmeans(cfg: DictConfig) -> list[str]:
-    problems: list[str] = []
-    _check(problems, cfg.method, "method", "k", lambda v: _whole(v) and v >= 2, "k-means needs a whole number of clusters >= 2")
-    _check(problems, cfg.method, "method", "background", lambda v: v in BACKGROUND_RULES, BACKGROUND_ALLOWED)
-    return problems
-
-
-def _lost(cfg: DictConfig) -> list[str]:
-    problems: list[str] = []
-    _check(problems, cfg.method, "method", "k_patches", lambda v: _whole(v) and v >= 1, "must be a whole number >= 1")
-    return problems
-
-
-# The checks of each registered method's own settings (methods without any need none).
-METHOD_CHECKS = {"deepcut": _deepcut, "kmeans": _kmeans, "lost": _lost}
-
-
 def _method(cfg: DictConfig) -> list[str]:
+    """The method's own settings, by the check its registry entry carries."""
     try:
-        method_entry(str(cfg.method.get("name")))
+        entry = method_entry(str(cfg.method.get("name")))
     except UnknownMethod as err:
         return [str(err)]
-    return METHOD_CHECKS.get(cfg.method.name, lambda cfg: [])(cfg)
+    return entry.check(cfg)
 
 
 def _run(cfg: DictConfig) -> list[str]:

@@ -28,7 +28,7 @@ Writes results.md (printed too), results.csv (one row per measurement), scaling.
 --profile, profile_n<N>.txt (the GNN stage's time by op) to --out, by default a new folder
 outputs/benchmark/<date_time> (never over tracked files).
 The stages are the library's own: the chain deepcut.api builds (extractor, method, post-processing);
-"graph" is deepcut.segment.build_graph on the same features, timed on its own, and "GNN
+"graph" is deepcut.build_graph on the same features, timed on its own, and "GNN
 optimisation" the rest of the method's time. On a shared machine, read the times next to the
 recorded load: with more runnable threads than cores, intra-op threads wait for each other, and
 the many small ops of the GNN stage suffer most (compare the wall and CPU columns; --threads 1).
@@ -59,7 +59,9 @@ from omegaconf import DictConfig
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "experiments")]
 
-import deepcut.segment as segment  # noqa: E402
+from deepcut.fit import build_graph  # noqa: E402
+from deepcut.methods.deepcut import DeepCut  # noqa: E402
+from deepcut.seeds import derive_seed  # noqa: E402
 from make_tables import Table, to_markdown  # noqa: E402
 from deepcut.api import segmenter_from_config  # noqa: E402
 from deepcut.cache import FeatureCache  # noqa: E402
@@ -179,10 +181,10 @@ class PeakMemory:
             self.cuda_peak = float("nan")
 
 
-def build_graphs(method: segment.DeepCut, features: list[torch.Tensor]) -> None:
+def build_graphs(method: DeepCut, features: list[torch.Tensor]) -> None:
     """DeepCut's graph stage (W, A_hat X, degrees) for each image's (N, C) features, as its batch builds it."""
     for f in features:
-        segment.build_graph(f[None], method.graph, method.loss)
+        build_graph(f[None], method.graph, method.loss)
 
 
 def summary(values: list[float]) -> dict:
@@ -198,11 +200,11 @@ class Bench:
         self.extractor, self.method, self.post = self.segmenter.extractor, self.segmenter.method, self.segmenter.post
         self.device = self.extractor.device
         self.clock = Clock(self.device)
-        if not isinstance(self.method, segment.DeepCut):
+        if not isinstance(self.method, DeepCut):
             raise SystemExit(f"the benchmark times DeepCut (method=deepcut), not {cfg.method.name}")
         folder = Path(__import__("skimage.data", fromlist=["data"]).__file__).parent
         self.paths = [folder / PHOTOS[i % len(PHOTOS)] for i in range(args.images)]
-        self.seeds = [segment.derive_seed(cfg.seed, i) for i in range(args.images)]
+        self.seeds = [derive_seed(cfg.seed, i) for i in range(args.images)]
         self.rows: list[dict] = []
         self.features = None
 

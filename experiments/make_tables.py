@@ -31,7 +31,7 @@ from omegaconf import OmegaConf
 
 from deepcut import rundir
 from deepcut.loggers import git_state
-from deepcut.rundir import override_key, override_value
+from deepcut.overrides import LOCATION, OPERATIONAL, override_key, override_value, within
 
 HERE = Path(__file__).resolve().parent
 PAPER_NUMBERS = HERE / "paper_numbers.yaml"
@@ -45,11 +45,11 @@ COUNTS = {"time_s": ".3f", "n_images": ".0f", "n_failed": ".0f"}
 # data is (deepcut.rundir.LOCATION) is not a change of recipe either, so a paper cell filled by such a
 # run is not marked (they still make separate rows in the sweep table when they are swept).
 def is_neutral(key: str) -> bool:
-    return key == "seed" or rundir.within(key, rundir.OPERATIONAL)
+    return key == "seed" or within(key, OPERATIONAL)
 
 
 def is_location(key: str) -> bool:
-    return rundir.within(key, rundir.LOCATION)
+    return within(key, LOCATION)
 
 
 # ------------------------------------------------------------------ reading runs

@@ -34,7 +34,9 @@ from deepcut.api import compose_config, segmenter_from_config  # noqa: E402
 from deepcut.cache import FeatureCache  # noqa: E402
 from deepcut.pipeline import image_metrics  # noqa: E402
 from deepcut.results import summarize_run  # noqa: E402
-from deepcut.segment import build_graph, derive_seed, fit, vote  # noqa: E402
+from deepcut.fit import build_graph, fit  # noqa: E402
+from deepcut.methods.deepcut import vote  # noqa: E402
+from deepcut.seeds import derive_seed  # noqa: E402
 
 
 def fit_restarts(method, features: torch.Tensor, seeds: list[int], restarts: int):

@@ -12,8 +12,8 @@ from PIL import Image
 
 import deepcut
 from deepcut.results import read_rows
-from deepcut.segment import derive_seed
-from deepcut.validate import ConfigError
+from deepcut.seeds import derive_seed
+from deepcut.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 sys.path.insert(0, str(ROOT / "experiments"))
 import make_tables  # noqa: E402
-from deepcut.registry import create_method  # noqa: E402
+from deepcut.methods import create_method  # noqa: E402
 
 EXPERIMENTS = sorted(str(p.relative_to(CONFIGS / "experiment").with_suffix("")) for p in (CONFIGS / "experiment").rglob("*.yaml"))
 PAPER = [e for e in EXPERIMENTS if e.startswith("paper_")]
@@ -354,7 +354,7 @@ def test_slurm_split_command_composes_and_validates_as_written(tmp_path):
 def test_joblib_job_gets_its_own_gpu():
     from hydra.types import RunMode
 
-    from deepcut.rundir import job_device
+    from deepcut.sweep import job_device
 
     def hc(mode, launcher, num):
         return OmegaConf.create({"mode": mode, "launcher": {"_target_": launcher}, "job": {"num": num}})

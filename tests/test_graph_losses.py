@@ -125,7 +125,7 @@ def test_build_graph_returns_w_its_degrees_and_the_propagation(loss, graph):
     W is the affinity of that image alone, the degrees its row sums, A_hat X = D^-1/2 W D^-1/2 X
     (by absolute degree where a CC graph has a non-positive one)."""
     from deepcut.graph import AFFINITIES
-    from deepcut.segment import Graph, build_graph
+    from deepcut.fit import Graph, build_graph
     settings = Graph(**graph)
     f = center(torch.randn(1 if settings.knn else 3, 200, 16, generator=torch.Generator().manual_seed(2)))
     w, ax, degree = build_graph(f, settings, loss)
@@ -144,7 +144,7 @@ def test_build_graph_returns_w_its_degrees_and_the_propagation(loss, graph):
 def test_sparse_knn_graph_equals_the_dense_one(loss):
     from deepcut.graph import sparse_knn_affinity
     from deepcut.graph import AFFINITIES
-    from deepcut.segment import Graph, Optimisation, build_graph, fit
+    from deepcut.fit import Graph, Optimisation, build_graph, fit
     formula = AFFINITIES[loss]
     f = center(torch.randn(300, 16, generator=torch.Generator().manual_seed(0)))
     dense = affinity(f, formula, knn=10)

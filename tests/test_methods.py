@@ -3,9 +3,13 @@ import numpy as np
 import pytest
 import torch
 from deepcut.api import compose_config
-from deepcut.methods import dsm, kmeans, lost, tokencut
+from deepcut.methods.dsm import dsm
+from deepcut.methods.kmeans import kmeans
+from deepcut.methods.lost import lost
+from deepcut.methods.tokencut import tokencut
 from deepcut.methods.tokencut import fiedler_vector
-from deepcut.registry import UnknownMethod, create_method, method_entry
+from deepcut.methods import create_method, method_entry
+from deepcut.registry import UnknownMethod
 
 METHODS = [tokencut, lost, dsm, kmeans]
 C = 16
@@ -169,7 +173,7 @@ def test_registered_methods_build_from_their_configs(name):
 
 
 def test_whole_image_baseline():
-    from deepcut.methods import whole
+    from deepcut.methods.whole import whole
     out = whole(torch.randn(12, 4), (3, 4))
     assert out.shape == (3, 4) and bool((out == 1).all())
 

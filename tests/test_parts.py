@@ -11,8 +11,9 @@ from PIL import Image
 from deepcut.gnn import GNNBatch
 from deepcut.methods.coseg import CoSegmentation
 from deepcut.results import ResultsWriter, summarize_run
-from deepcut.segment import GNN, DeepCut, Optimisation
-from deepcut.validate import ConfigError
+from deepcut.fit import GNN, Optimisation
+from deepcut.methods.deepcut import DeepCut
+from deepcut.errors import ConfigError
 
 CUB_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "CUB"
 

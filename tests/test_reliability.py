@@ -23,10 +23,13 @@ from deepcut.api import compose_config
 from deepcut.cache import FeatureCache, tensor_digest
 from deepcut.datasets import Folder, Sample, load_image
 from deepcut.pipeline import Extractor, Loaded, Postprocess, Segmenter
-from deepcut import rundir
+from deepcut.sweep import JOBS_DIR, new_sweep, stop_requested
+from deepcut.preflight import preflight
 from deepcut.results import ResultsWriter, read_results, read_rows
 from deepcut.rundir import Lock, RunDir, RunDirBusy
-from deepcut.validate import ConfigError, one_paragraph, validate, writable_dir
+from deepcut.errors import ConfigError, one_paragraph
+from deepcut.files import writable_dir
+from deepcut.validate import validate
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = compose_config(backbone="tiny_random").backbone
@@ -318,9 +321,9 @@ def test_one_directory_has_one_writer(tmp_path):
 def test_resume_becomes_the_runs_own_command(tmp_path):
     (tmp_path / "settings.json").write_text(json.dumps(
         {"settings": {"loss.k": 3}, "overrides": ["backbone=tiny_random", "loss.k=3", "num_workers=2"]}))
-    argv = rundir.preflight([f"resume={tmp_path}", "num_workers=0", "device=cpu"])
+    argv = preflight([f"resume={tmp_path}", "num_workers=0", "device=cpu"])
     assert argv == ["backbone=tiny_random", "loss.k=3", "num_workers=0", "device=cpu", f"hydra.run.dir={tmp_path}"]
-    assert rundir.preflight(["--cfg", "job", f"resume={tmp_path}", "loss.k=3"])[:2] == ["--cfg", "job"]
+    assert preflight(["--cfg", "job", f"resume={tmp_path}", "loss.k=3"])[:2] == ["--cfg", "job"]
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -333,7 +336,7 @@ def test_preflight_refuses_before_hydra_touches_the_directory(tmp_path, capsys, 
     (tmp_path / "settings.json").write_text(json.dumps({"settings": {}, "overrides": ["backbone=tiny_random"]}))
     (tmp_path / "file").write_text("")
     with pytest.raises(SystemExit) as err:
-        rundir.preflight([a.format(run=tmp_path) for a in argv])
+        preflight([a.format(run=tmp_path) for a in argv])
     assert err.value.code == 2 and message in capsys.readouterr().err
 
 
@@ -896,9 +899,9 @@ def test_two_runs_with_different_settings_into_one_dir_at_once(clean, tmp_path):
 
 def test_a_stopped_sweep_continued_in_its_directory_runs_again(tmp_path):
     """The stop mark a signal leaves for the sweep's jobs not yet started is cleared by the next sweep."""
-    (tmp_path / rundir.JOBS_DIR).mkdir()
-    (tmp_path / rundir.JOBS_DIR / "stop").write_text(str(int(signal.SIGTERM)))
-    (tmp_path / rundir.JOBS_DIR / "12345").write_text("1")
-    assert rundir.stop_requested(tmp_path) == signal.SIGTERM
-    rundir.new_sweep(tmp_path)
-    assert rundir.stop_requested(tmp_path) == 0 and not list((tmp_path / rundir.JOBS_DIR).iterdir())
+    (tmp_path / JOBS_DIR).mkdir()
+    (tmp_path / JOBS_DIR / "stop").write_text(str(int(signal.SIGTERM)))
+    (tmp_path / JOBS_DIR / "12345").write_text("1")
+    assert stop_requested(tmp_path) == signal.SIGTERM
+    new_sweep(tmp_path)
+    assert stop_requested(tmp_path) == 0 and not list((tmp_path / JOBS_DIR).iterdir())

@@ -7,9 +7,12 @@ import torch
 
 from deepcut.masks import labels_within, mask_to_box, relabel_background_first, upsample_labels
 from deepcut.gnn import GNNBatch
-from deepcut.segment import GNN, OBJECTIVES, DeepCut, Graph, Optimisation, build_graph, derive_seed, fit, in_label_order
+from deepcut.fit import GNN, Graph, Optimisation, build_graph, fit
+from deepcut.losses import LOSSES
+from deepcut.methods.deepcut import DeepCut, in_label_order
+from deepcut.seeds import derive_seed
 from deepcut.pipeline import Postprocess
-from deepcut.validate import ConfigError
+from deepcut.errors import ConfigError
 
 
 def train(features, seeds, *, loss="ncut", graph=Graph(), **kwargs):
@@ -217,7 +220,7 @@ def test_stopped_gnns_keep_their_parameters_while_the_batch_trains_on():
 
 
 def test_objectives_table_and_unknown_loss():
-    assert set(OBJECTIVES) == {"ncut", "cc"}
+    assert set(LOSSES) == {"ncut", "cc"}
     with pytest.raises(ValueError, match="loss.name='bogus'"):
         DeepCut(loss="bogus")
 

@@ -17,7 +17,7 @@ from sklearn.cluster import KMeans
 
 from deepcut.masks import border_counts
 from deepcut.registry import method_params, register_method
-from deepcut.validate import ConfigError
+from deepcut.errors import ConfigError
 
 
 def _kmeans(x: torch.Tensor, k: int, seed: int, n_init: int) -> torch.Tensor:

@@ -14,11 +14,20 @@ import torch
 import torch.nn.functional as F
 from sklearn.cluster import KMeans
 
-from deepcut.masks import relabel_background_first
+from deepcut.errors import check_key, is_whole
+from deepcut.masks import BACKGROUND_ALLOWED, BACKGROUND_RULES, relabel_background_first
 from deepcut.registry import register_method
 
 
-@register_method("kmeans")
+def check(cfg) -> list[str]:
+    problems: list[str] = []
+    check_key(problems, cfg.method, "method", "k", lambda v: is_whole(v) and v >= 2,
+              "k-means needs a whole number of clusters >= 2")
+    check_key(problems, cfg.method, "method", "background", lambda v: v in BACKGROUND_RULES, BACKGROUND_ALLOWED)
+    return problems
+
+
+@register_method("kmeans", check=check)
 def kmeans(features: torch.Tensor, grid: tuple[int, int], *, seed: int = 0, k: int = 2, n_init: int = 10,
            background: str = "border") -> torch.Tensor:
     """(N, C) patch features of one image -> (h, w) long mask, 1 = object (any non-border cluster)."""

@@ -17,10 +17,17 @@ from __future__ import annotations
 import torch
 from scipy import ndimage
 
+from deepcut.errors import check_key, is_whole
 from deepcut.registry import register_method
 
 
-@register_method("lost")
+def check(cfg) -> list[str]:
+    problems: list[str] = []
+    check_key(problems, cfg.method, "method", "k_patches", lambda v: is_whole(v) and v >= 1, "must be a whole number >= 1")
+    return problems
+
+
+@register_method("lost", check=check)
 def lost(features: torch.Tensor, grid: tuple[int, int], *, seed: int = 0, k_patches: int = 100) -> torch.Tensor:
     """(N, C) patch features of one image -> (h, w) long mask, 1 = object. `seed` is unused."""
     f = features.detach().double().cpu()

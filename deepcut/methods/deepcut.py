@@ -1,13 +1,11 @@
-"""Stage 3c: DeepCut itself. Features -> graph -> a fresh GNN per image trained on the clustering
-loss -> hard labels on the patch grid (0 = background, contiguous).
+"""DeepCut (Aflalo et al. 2022), the method: features -> `deepcut.fit` (graph + GNNs trained on the
+clustering loss) -> hard labels on the patch grid (0 = background, contiguous), with its settings'
+checks and its registration. Built from the groups of its stages: graph, gnn, loss (objective),
+optimizer, mode.
 
-Differences from the original code, on purpose:
-  * the prediction is an eval-mode forward (no dropout) after the last step; the original took
-    the softmax of the last training pass, which depends on that step's dropout mask;
-  * each GNN is initialised from a seed derived from (run seed, image id, restart), so results do
-    not depend on image order, batch composition or device;
-  * optional restarts, combined by the lowest loss or, for a foreground/background split only
-    (N-cut, K = 2), by a foreground majority vote; and a stopping rule; off in the paper recipe;
+Beyond the paper, on purpose:
+  * optional restarts, combined by the lowest loss or, for a foreground/background split
+    (N-cut with K = 2, or any K read with the frame rule), by a foreground majority vote;
   * gnn.init=shared starts every image from one initialisation (the original loads one saved
     initialisation for all images), drawn from the run seed, so results still do not depend on
     image order or batching;
@@ -17,179 +15,23 @@ Differences from the original code, on purpose:
 """
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass, field
+import math
+from dataclasses import asdict, dataclass, field
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 
-from deepcut.gnn import GNNBatch, degrees, propagate
-from deepcut.graph import AFFINITIES, affinity, node_features, sparse_knn_affinity
-from deepcut.losses import cc_loss, ncut_loss
-from deepcut.masks import BACKGROUND_RULES, background_of, border_counts, relabel_background_first
-from deepcut.validate import ConfigError
+from deepcut.errors import ConfigError, check_key, is_number, is_whole
+from deepcut.fit import GNN, Fit, Graph, Optimisation, build_graph, fit
+from deepcut.graph import AFFINITIES
+from deepcut.losses import LOSSES
+from deepcut.masks import BACKGROUND_ALLOWED, BACKGROUND_RULES, background_of, border_counts, relabel_background_first
+from deepcut.registry import METHOD_GROUPS, register_method
+from deepcut.seeds import derive_seed
 
-
-def derive_seed(*parts) -> int:
-    """A 31-bit seed from any parts (run seed, image id, restart): order- and batch-independent."""
-    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:4], "little") >> 1
-
-
-@dataclass
-class Optimisation:
-    steps: int = 10
-    lr: float = 1e-3
-    weight_decay: float = 0.01  # torch AdamW's default, as in the original
-    restarts: int = 1
-    combine: str = "auto"       # over restarts: "best" (lowest loss), "vote" (foreground majority: N-cut
-                                # K = 2 only) or "auto" (vote for N-cut K = 2, best otherwise)
-    tol: float | None = None    # stop a GNN once its loss improved by < tol (relative) ...
-    patience: int = 10          # ... for this many consecutive steps
-
-
-@dataclass
-class Graph:
-    affinity: str | None = None  # the formula of W (graph.py): "ncut" (eq. 5-6), "cc" (eq. 7); None: the loss's
-    alpha: float = 3.0          # CC's shift of F F^T by max / alpha
-    l2: bool = False
-    power: float = 1.0
-    knn: int | None = None
-    dense_max_n: int = 5000     # with knn, larger graphs are built and trained sparse
-
-
-@dataclass
-class GNN:
-    hidden: int = 64
-    mlp_hidden: int = 32
-    dropout: float = 0.25
-    init: str = "per_image"     # "per_image": each image's GNN from its own seed; "shared": all from one
-
-
-# The clustering objectives: (S, W, degrees, ortho_weight) -> one loss per graph (losses.py).
-OBJECTIVES = {
-    "ncut": ncut_loss,                                                  # paper eq. 3-4
-    "cc": lambda s, w, degree, ortho_weight: cc_loss(s, w),             # paper eq. 8
-}
-
-
-def objective(name: str):
-    if name not in OBJECTIVES:
-        raise ValueError(f"loss.name={name!r}: use one of {', '.join(OBJECTIVES)}")
-    return OBJECTIVES[name]
-
-
-def build_graph(features: torch.Tensor, graph: Graph = Graph(), loss: str = "ncut") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(B, N, C) features -> W, the propagated features A_hat X (B, N, C) and W's degrees (B, N).
-    W is dense (B, N, N), or one image's sparse (N, N) kNN graph above graph.dense_max_n nodes;
-    its formula is graph.affinity, or the loss's own. The graph is fixed while the GNNs train, so
-    all of this is computed once."""
-    name = graph.affinity or loss
-    if name not in AFFINITIES:
-        raise ValueError(f"graph.affinity={name!r}: use one of {', '.join(AFFINITIES)} (null: the loss's own)")
-    formula = AFFINITIES[name]
-    b, n, _ = features.shape
-    if graph.knn is not None and n > graph.dense_max_n:
-        if b > 1:
-            raise ValueError("sparse graphs are built one image at a time (no batched sparse matmul)")
-        w = sparse_knn_affinity(features[0], graph.knn, formula, graph.alpha, graph.l2, graph.power)
-        degree = degrees(w)
-        return w, propagate(w, node_features(features[0], graph.l2), degree)[None], degree.view(b, n)
-    # One image at a time: its W (6 MB at N = 1225) is still in cache when it is propagated; a
-    # batch's (48 MB for 8 images) would come back from memory.
-    # The node features once (L2-normalised if asked), for the affinity and the propagation alike.
-    w, x = features.new_empty(b, n, n), node_features(features, graph.l2)
-    ax, degree = torch.empty_like(x), features.new_empty(b, n)
-    for i in range(b):
-        affinity(x[i], formula, graph.alpha, l2=False, power=graph.power, knn=graph.knn, out=w[i])  # x: already normalised
-        degree[i] = degrees(w[i])
-        ax[i] = propagate(w[i], x[i], degree[i])
-    return w, ax, degree
-
-
-@dataclass
-class Fit:
-    """What `fit` returns for B images x R restarts: the eval-mode soft assignments S (B, R, N, K),
-    their losses (B, R) and the optimisation steps each GNN took (B, R) (fewer when it stopped)."""
-    soft: torch.Tensor
-    losses: torch.Tensor
-    steps: torch.Tensor
-
-    @property
-    def ids(self) -> torch.Tensor:
-        """(B, R, N) hard cluster ids (not yet relabelled)."""
-        return self.soft.argmax(dim=-1)
-
-
-def fit(w: torch.Tensor, ax: torch.Tensor, degree: torch.Tensor, seeds: list[int], *, loss: str = "ncut", k: int = 2,
-        ortho_weight: float = 1.0, gnn: GNN = GNN(), opt: Optimisation = Optimisation(),
-        init_seeds: list[int] | None = None) -> Fit:
-    """Train R = opt.restarts GNNs per image on the graph of `build_graph`, all B*R as one batch;
-    image b's GNNs draw their randomness from seeds[b] only. The prediction is an eval-mode forward
-    (no dropout) after a GNN's last step. init_seeds: where image b's initialisation comes from
-    (default: seeds[b]; one value for all = a shared initialisation).
-
-    A collection (one GNN over G graphs, B = 1): ax (1, N_1 + ... + N_G, C) holds the graphs' nodes
-    one after another, w and degree are lists of each graph's W (1, N_g, N_g) (or sparse (N_g, N_g))
-    and degrees (1, N_g); the loss is the sum of the graphs' losses, each on its own block of S, so
-    no dense union of all nodes is ever built.
-
-    With the stopping rule (opt.tol), a GNN stops once its loss has improved by less than tol
-    (relative) for `patience` consecutive steps; its parameters are kept from then on, while the
-    batch trains on without a host synchronisation per step (all done: checked every patience steps)."""
-    if k < 2:
-        raise ValueError(f"loss.k={k}: DeepCut needs at least 2 clusters")
-    loss_of = objective(loss)
-    b, n, c = ax.shape
-    r = opt.restarts
-    if isinstance(w, list):  # a collection: a block per graph
-        sizes = [int(d.shape[-1]) for d in degree]
-        blocks = [(wg if wg.is_sparse else wg[:, None], dg.view(1, 1, -1)) for wg, dg in zip(w, degree)]
-
-        def losses(s: torch.Tensor) -> torch.Tensor:  # (1, R, sum N_g, K) -> (1, R)
-            return sum(loss_of(sg, wg, dg, ortho_weight) for sg, (wg, dg) in zip(s.split(sizes, dim=-2), blocks))
-    else:
-        shared = w if w.is_sparse else w[:, None]  # (B, 1, N, N): one W for an image's R restarts, no copies
-        degree = degree.view(b, 1, n)
-
-        def losses(s: torch.Tensor) -> torch.Tensor:  # (B, R, N, K) -> (B, R)
-            return loss_of(s, shared, degree, ortho_weight)
-
-    model = GNNBatch(seeds, r, c, k, gnn.hidden, gnn.mlp_hidden, gnn.dropout, device=ax.device, init_seeds=init_seeds)
-    inputs = model.inputs(ax)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay, fused=True)
-    steps = torch.full((b, r), opt.steps, device=ax.device)
-    if opt.tol is not None:
-        best = torch.full((b, r), float("inf"), device=ax.device)
-        stale = torch.zeros((b, r), dtype=torch.long, device=ax.device)
-        done = torch.zeros((b, r), dtype=torch.bool, device=ax.device)
-        kept = model.flat.detach().clone()  # the parameters of each GNN as it stopped
-    model.train()
-    for step in range(opt.steps):
-        train_losses = losses(model(inputs))
-        optimiser.zero_grad(set_to_none=True)
-        train_losses.sum().backward()  # GNNs share no parameters: the sum's gradient is each one's own
-        optimiser.step()
-        if opt.tol is not None:
-            current = train_losses.detach()
-            # The first step always improves on "nothing yet" (inf - tol * inf would be NaN).
-            improved = torch.isinf(best) | (current < best - opt.tol * best.abs())
-            best = torch.minimum(best, current)
-            stale = torch.where(improved, 0, stale + 1)
-            stopping = (stale >= opt.patience) & ~done
-            kept = torch.where(stopping[..., None], model.flat.detach(), kept)
-            steps = torch.where(stopping, step + 1, steps)
-            done |= stopping
-            if (step + 1) % opt.patience == 0 and bool(done.all()):
-                break
-    model.eval()
-    with torch.no_grad():
-        params = None if opt.tol is None else torch.where(done[..., None], kept, model.flat)
-        if opt.tol is not None:
-            steps = torch.where(done, steps, step + 1)
-        s = model(inputs, params)
-        final = losses(s)
-    if not torch.isfinite(final).all():  # NaN/Inf features or a broken graph: fail, don't guess
-        raise FloatingPointError(f"non-finite {loss} loss")
-    return Fit(s, final, steps)
+MODES = ("single", "parts")
+COMBINE = ("auto", "best", "vote")
+INITS = ("per_image", "shared")
 
 
 @dataclass
@@ -227,28 +69,16 @@ class DeepCut:
         for name, kind in (("graph", Graph), ("gnn", GNN), ("optimisation", Optimisation)):
             if isinstance(getattr(self, name), dict):
                 setattr(self, name, kind(**getattr(self, name)))
-        objective(self.loss)  # an unknown loss fails here, by its name
-        if self.mode not in ("single", "parts"):
-            raise ValueError(f"mode={self.mode!r}: use 'single' or 'parts'")
-        combine = self.optimisation.combine
-        if combine not in ("auto", "best", "vote"):
-            raise ConfigError(f"optimizer.combine={combine!r}: use auto, best or vote")
-        if self.background not in BACKGROUND_RULES:
-            raise ConfigError(f"mode.background={self.background!r}: use one of {', '.join(BACKGROUND_RULES)}")
-        if combine == "vote" and not self._splits(self._first_k):
-            raise ConfigError(
-                f"optimizer.combine=vote cannot be honoured with loss={self.loss}, loss.k={self.k}, mode={self.mode}, "
-                f"mode.background={self.background}: the vote merges the restarts into one foreground/background "
-                "map, which keeps only an N-cut foreground/background split (K = 2, or any K with "
-                "mode.background=frame) intact and would destroy these clusters. Use combine=best (the "
-                "lowest-loss restart) or auto (the vote for such a split, best otherwise).")
-        if self.gnn.init not in ("per_image", "shared"):
-            raise ConfigError(f"gnn.init={self.gnn.init!r}: use per_image or shared")
-        if not isinstance(self.collection_size, int) or self.collection_size < 0:
-            raise ConfigError(f"mode.collection_size={self.collection_size!r}: a whole number of images >= 0 (0: each image alone)")
-        if self.collection_size and self.split_background:
-            raise ConfigError("mode.split_background=true with mode.collection_size > 0: the collection mode splits "
-                              "the foregrounds only; set one of them off")
+        problems = check(OmegaConf.create(self.settings()))  # the rules run.py's validation applies
+        if problems:
+            raise ConfigError("\n\n".join(problems))
+
+    def settings(self) -> dict:
+        """This DeepCut's settings as the config groups of its stages hold them."""
+        return {"loss": {"name": self.loss, "k": self.k, "ortho_weight": self.ortho_weight},
+                "mode": {"name": self.mode, "background": self.background, "split_background": self.split_background,
+                         "background_k": self.background_k, "collection_size": self.collection_size},
+                "optimizer": asdict(self.optimisation), "graph": asdict(self.graph), "gnn": asdict(self.gnn)}
 
     @property
     def _first_k(self) -> int:
@@ -260,9 +90,7 @@ class DeepCut:
         return self.collection_size > 0
 
     def _splits(self, k: int) -> bool:
-        """Whether a K-cluster N-cut is read as a foreground/background split: K = 2, or any K whose
-        clusters the frame rule sorts into background and foreground."""
-        return self.loss == "ncut" and (k == 2 or self.background == "frame")
+        return splits(self.loss, k, self.background)
 
     def _votes(self, k: int) -> bool:
         """Whether restarts are combined by the foreground vote: only for a foreground/background split."""
@@ -402,6 +230,7 @@ class DeepCut:
         return labels, in_label_order(probs, parts, labels)
 
 
+
 def vote(soft: torch.Tensor, grid: tuple[int, int], rule: str = "border") -> tuple[torch.Tensor, torch.Tensor]:
     """(R, N, K) eval-mode soft assignments of an image's restarts -> (N,) foreground-majority labels
     and their (2, N) soft assignment. Each restart's foreground is its non-background clusters (by
@@ -429,3 +258,74 @@ def in_label_order(probs: torch.Tensor, ids: torch.Tensor, labels: torch.Tensor)
     first = int(labels.max()) + 1
     label_of[absent] = torch.arange(first, first + int(absent.sum()), device=probs.device)
     return probs.new_zeros(first + int(absent.sum()), probs.shape[1]).index_add_(0, label_of, probs)
+
+
+
+def splits(loss: str, k: int, background: str) -> bool:
+    """Whether a K-cluster clustering is read as a foreground/background split: an N-cut with K = 2,
+    or of any K whose clusters the frame rule sorts into background and foreground."""
+    return loss == "ncut" and (k == 2 or background == "frame")
+
+
+def check(cfg: DictConfig) -> list[str]:
+    """DeepCut's settings, the groups of its stages (loss, mode, optimizer, graph, gnn): one
+    paragraph per problem. run.py's validation and DeepCut's constructor both apply these rules."""
+    problems: list[str] = []
+    loss, mode, opt, graph, gnn = (cfg.get(g) for g in ("loss", "mode", "optimizer", "graph", "gnn"))
+    check_key(problems, loss, "loss", "name", lambda v: v in LOSSES, f"use one of {', '.join(LOSSES)}")
+    check_key(problems, loss, "loss", "k", lambda v: is_whole(v) and v >= 2,
+              "the number of clusters K must be a whole number >= 2")
+    check_key(problems, graph, "graph", "affinity", lambda v: v is None or v in AFFINITIES,
+              f"use null (the loss's own formula) or one of {', '.join(AFFINITIES)}")
+    if graph is not None and (graph.get("affinity") or (loss or {}).get("name")) == "cc":  # the N-cut formula has no alpha
+        check_key(problems, graph, "graph", "alpha", lambda v: is_number(v) and v > 0, "CC's affinity shift alpha must be > 0")
+    check_key(problems, loss, "loss", "ortho_weight", lambda v: is_number(v) and math.isfinite(v) and v >= 0,
+              "the orthogonality weight must be a finite number >= 0")
+    check_key(problems, mode, "mode", "name", lambda v: v in MODES, f"use one of {', '.join(MODES)}")
+    check_key(problems, mode, "mode", "background", lambda v: v in BACKGROUND_RULES, BACKGROUND_ALLOWED)
+    if mode is not None and mode.get("split_background"):
+        check_key(problems, mode, "mode", "background_k", lambda v: is_whole(v) and v >= 2, "must be a whole number >= 2")
+    check_key(problems, mode, "mode", "collection_size", lambda v: is_whole(v) and v >= 0,
+              "a whole number of images >= 0 (0: each image alone)")
+    if mode is not None and mode.get("collection_size") and mode.get("split_background"):
+        problems.append("mode.split_background=true with mode.collection_size > 0: the collection mode splits the "
+                        "foregrounds only; set one of them off")
+    for key, ok, allowed in (
+            ("steps", lambda v: is_whole(v) and v >= 1, "the number of optimisation steps must be >= 1"),
+            ("lr", lambda v: is_number(v) and v > 0, "the learning rate must be > 0"),
+            ("restarts", lambda v: is_whole(v) and v >= 1, "must be a whole number >= 1"),
+            ("weight_decay", lambda v: is_number(v) and v >= 0, "must be >= 0"),
+            ("patience", lambda v: is_whole(v) and v >= 1, "must be a whole number >= 1"),
+            ("tol", lambda v: v is None or (is_number(v) and v >= 0), "must be null or >= 0"),
+            ("combine", lambda v: v in COMBINE, f"use one of {', '.join(COMBINE)}")):
+        check_key(problems, opt, "optimizer", key, ok, allowed)
+    check_key(problems, graph, "graph", "power", lambda v: is_number(v) and math.isfinite(v) and v > 0,
+              "the affinity exponent must be a finite number > 0")
+    check_key(problems, graph, "graph", "knn", lambda v: v is None or (is_whole(v) and v >= 1),
+              "must be null (dense graph) or a whole number of neighbours >= 1")
+    check_key(problems, gnn, "gnn", "dropout", lambda v: is_number(v) and 0 <= v < 1, "must be in [0, 1)")
+    for key in ("hidden", "mlp_hidden"):
+        check_key(problems, gnn, "gnn", key, lambda v: is_whole(v) and v >= 1, "must be a whole number >= 1")
+    check_key(problems, gnn, "gnn", "init", lambda v: v in INITS, f"use one of {', '.join(INITS)}")
+    if not problems and None not in (loss, mode, opt) and opt.get("combine") == "vote":
+        first_k = 2 if mode.name == "parts" else loss.k
+        if not splits(loss.name, first_k, mode.background):
+            problems.append(
+                f"optimizer.combine=vote cannot be honoured with loss={loss.name}, loss.k={loss.k}, mode={mode.name}, "
+                f"mode.background={mode.background}: the vote merges the restarts into one foreground/background "
+                "map, which keeps only an N-cut foreground/background split (K = 2, or any K with "
+                "mode.background=frame) intact and would destroy these clusters. Use combine=best (the "
+                "lowest-loss restart) or auto (the vote for such a split, best otherwise).")
+    return problems
+
+
+def build(cfg: DictConfig) -> DeepCut:
+    """DeepCut from the groups of its stages: graph, gnn, loss (objective), optimizer, mode."""
+    group = lambda name: OmegaConf.to_container(cfg[name], resolve=True)  # noqa: E731
+    return DeepCut(loss=cfg.loss.name, k=cfg.loss.k, ortho_weight=cfg.loss.ortho_weight,
+                   mode=cfg.mode.name, background=cfg.mode.background, split_background=cfg.mode.split_background,
+                   background_k=cfg.mode.background_k, collection_size=cfg.mode.collection_size, seed=cfg.seed,
+                   graph=group("graph"), gnn=group("gnn"), optimisation=group("optimizer"))
+
+
+register_method("deepcut", groups=METHOD_GROUPS, build=build, check=check)(DeepCut)
