@@ -26,8 +26,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from deepcut.files import atomic_write
-from deepcut.offline import cache_dir
+from deepcut.files import atomic_write, cache_dir
 
 log = logging.getLogger("deepcut")
 

@@ -1,5 +1,6 @@
 """File helpers, the one home for them: atomic writes (results, run-directory records, the feature
-cache and the converted offline weights all write through `atomic_write`) and `writable_dir`."""
+cache and the converted offline weights all write through `atomic_write`), `writable_dir` and the
+project's cache folder (`cache_dir`)."""
 from __future__ import annotations
 
 import os
@@ -47,3 +48,12 @@ def writable_dir(path: str | Path, setting: str) -> Path:
         raise ConfigError(f"{setting}={str(path)!r}: the output directory cannot be written "
                           f"({err.strerror or err}); choose a directory you can write to") from None
     return path
+
+
+def cache_dir() -> Path:
+    """The project's cache folder (converted weights, features): $DEEPCUT_CACHE, else
+    $XDG_CACHE_HOME/deepcut, else ~/.cache/deepcut."""
+    if explicit := os.environ.get("DEEPCUT_CACHE"):
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "deepcut"

@@ -11,7 +11,6 @@ import math
 import numbers
 
 import numpy as np
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from deepcut.masks import nearest_foreground
 
@@ -250,6 +249,8 @@ def keypoint_labels(labels, parts) -> tuple[np.ndarray, np.ndarray]:
 def nmi_ari(gt, pred) -> tuple[float, float]:
     """NMI and ARI of two labellings (sklearn's defaults: arithmetic-mean NMI), as fractions; the
     papers report x100."""
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score  # ~1 s to import: parts only
+
     return float(normalized_mutual_info_score(gt, pred)), float(adjusted_rand_score(gt, pred))
 
 

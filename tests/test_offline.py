@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from onnx import numpy_helper
 
-from deepcut import offline
+from deepcut import files, offline
 
 try:
     ONNX_PATH = offline.offline_onnx_path()
@@ -100,11 +100,11 @@ def test_cache_dir_precedence(monkeypatch, tmp_path):
     monkeypatch.delenv("DEEPCUT_CACHE", raising=False)
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert offline.cache_dir() == tmp_path / "home" / ".cache" / "deepcut"
+    assert files.cache_dir() == tmp_path / "home" / ".cache" / "deepcut"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert offline.cache_dir() == tmp_path / "xdg" / "deepcut"
+    assert files.cache_dir() == tmp_path / "xdg" / "deepcut"
     monkeypatch.setenv("DEEPCUT_CACHE", str(tmp_path / "explicit"))
-    assert offline.cache_dir() == tmp_path / "explicit"
+    assert files.cache_dir() == tmp_path / "explicit"
 
 
 def test_cache_round_trips_and_replaces_a_corrupt_file(monkeypatch, tmp_path, converted):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from sklearn.cluster import KMeans
 
 from deepcut.masks import border_counts
 from deepcut.registry import method_params, register_method
@@ -22,6 +21,8 @@ from deepcut.errors import ConfigError
 
 def _kmeans(x: torch.Tensor, k: int, seed: int, n_init: int) -> torch.Tensor:
     """(N, C) -> (N,) cluster ids of k-means (k-means++ init, best of n_init) on L2-normalised rows."""
+    from sklearn.cluster import KMeans  # ~1 s to import: only runs that use k-means pay it
+
     f = F.normalize(x.detach().double().cpu(), dim=-1).numpy()
     return torch.from_numpy(KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit_predict(f)).long()
 

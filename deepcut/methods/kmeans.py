@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from sklearn.cluster import KMeans
 
 from deepcut.errors import check_key, is_whole
 from deepcut.masks import BACKGROUND_ALLOWED, BACKGROUND_RULES, relabel_background_first
@@ -31,6 +30,8 @@ def check(cfg) -> list[str]:
 def kmeans(features: torch.Tensor, grid: tuple[int, int], *, seed: int = 0, k: int = 2, n_init: int = 10,
            background: str = "border") -> torch.Tensor:
     """(N, C) patch features of one image -> (h, w) long mask, 1 = object (any non-border cluster)."""
+    from sklearn.cluster import KMeans  # ~1 s to import: only runs that use k-means pay it
+
     f = F.normalize(features.detach().double().cpu(), dim=-1).numpy()
     # argmin_{labels, mu} sum_i |f_i - mu_{label_i}|^2, best of n_init k-means++ starts.
     labels = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit_predict(f)
