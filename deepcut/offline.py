@@ -69,7 +69,7 @@ def offline_onnx_path() -> Path:
     return path
 
 
-def _hf_state_dict(graph: onnx.GraphProto) -> dict[str, torch.Tensor]:
+def _hf_state_dict(graph: "onnx.GraphProto") -> dict[str, torch.Tensor]:
     """The graph's initializers under their Hugging Face names, anonymous ones named by their consumer."""
     from onnx import numpy_helper
 
