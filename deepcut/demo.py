@@ -25,16 +25,27 @@ from pathlib import Path
 from PIL import Image
 
 from deepcut import visualize
+from deepcut.api import compose_config
 from deepcut.datasets import Demo, DatasetError, load_image
 from deepcut.errors import one_paragraph
-
-METHODS = ("deepcut", "tokencut", "lost", "dsm", "kmeans", "whole")
-LOSSES = ("ncut", "cc")
-MODES = ("single", "parts")
+from deepcut.losses import LOSSES
+from deepcut.methods import method_names
+from deepcut.methods.deepcut import MODES
 MAX_PIXELS = 50_000_000             # larger uploads are refused (decoding alone would take GBs)
 MAX_FILE_SIZE = "50mb"
 MIN_SIDE = 14                       # one ViT patch
 log = logging.getLogger("deepcut.demo")
+
+
+def method_choices() -> list[str]:
+    """The registered methods (deepcut.registry), DeepCut first: a new method module shows up here."""
+    return sorted(method_names(), key=lambda name: (name != "deepcut", name))
+
+
+@functools.lru_cache
+def takes_k(method: str) -> bool:
+    """Whether K sets a method's own parameter (method.k, e.g. k-means); DeepCut's K is loss.k."""
+    return method != "deepcut" and "k" in compose_config(method).method
 
 
 class PhotoError(ValueError):
@@ -74,10 +85,10 @@ def read_photo(path) -> tuple[Image.Image, list[str]]:
 
 def settings(method: str, loss: str, k: int, mode: str, bilateral: bool) -> tuple[str, tuple, tuple]:
     """(method, config-group choices, overrides) for create_segmenter. Loss, K and mode only shape
-    DeepCut (K also k-means), so peers with different values share one cached segmenter.
+    DeepCut (K also a peer's own k), so peers with different values share one cached segmenter.
     (optimizer.combine=auto picks the restarts' vote or the lowest-loss restart by itself.)"""
-    if method not in METHODS:
-        raise PhotoError(f"method {method!r} is not one of {', '.join(METHODS)}")
+    if method not in method_choices():
+        raise PhotoError(f"method {method!r} is not one of {', '.join(method_choices())}")
     overrides = [f"postprocess.bilateral={str(bool(bilateral)).lower()}"]
     choices: tuple = ()
     if method == "deepcut":
@@ -85,7 +96,7 @@ def settings(method: str, loss: str, k: int, mode: str, bilateral: bool) -> tupl
             raise PhotoError(f"loss must be one of {', '.join(LOSSES)} and mode one of {', '.join(MODES)}")
         choices = (("loss", loss), ("mode", mode))
         overrides.append(f"loss.k={int(k)}")
-    elif method == "kmeans":
+    elif takes_k(method):
         overrides.append(f"method.k={int(k)}")
     return method, choices, tuple(overrides)
 
@@ -140,7 +151,7 @@ def segment(segmenters: Segmenters, path, method: str, loss: str, k: int, mode: 
              f"**Clusters** {out.n_clusters} on a {out.grid[0]} x {out.grid[1]} patch grid; "
              f"foreground {100 * float(out.mask.float().mean()):.0f} % of {image.width} x {image.height} px"]
     if method != "deepcut":
-        lines.append("Loss and mode shape DeepCut only" + (" (K sets k-means' k)." if method == "kmeans" else "."))
+        lines.append("Loss and mode shape DeepCut only" + (f" (K sets {method}'s k)." if takes_k(method) else "."))
     lines += [f"Note: {n}." for n in notes]
     return pictures["overlay"], pictures["labels"], maps, "  \n".join(lines)
 
@@ -160,7 +171,6 @@ def build(backbone: str | None = None):
         import gradio as gr
     except ImportError:
         raise SystemExit('the demo needs gradio: pip install -c constraints.txt -e ".[demo]"') from None
-    from deepcut.api import compose_config  # the K slider and the checkbox start at the configs' defaults
     default_k = {name: int(compose_config("deepcut", [f"loss={name}"]).loss.k) for name in LOSSES}  # N-cut's K, CC's K_max
     segmenters = Segmenters(backbone)
     photos = [str(e.image) for e in Demo().entries]
@@ -174,7 +184,7 @@ def build(backbone: str | None = None):
                 photo = gr.Image(label="Photo", type="filepath", sources=["upload"], image_mode=None,
                                  elem_id="photo", height=320)
                 gr.Examples(photos, inputs=photo, label="Bundled photos (scikit-image)")
-                method = gr.Dropdown(list(METHODS), value="deepcut", label="Method", elem_id="method")
+                method = gr.Dropdown(method_choices(), value="deepcut", label="Method", elem_id="method")
                 loss = gr.Radio(list(LOSSES), value="ncut", label="Loss (DeepCut)", elem_id="loss")
                 k = gr.Slider(2, 10, value=default_k["ncut"], step=1, label="K (N-cut: clusters, CC: at most; k-means)",
                               elem_id="k")
@@ -193,7 +203,7 @@ def build(backbone: str | None = None):
                                   height=300, format="png", elem_id="maps")
         loss.change(lambda name: default_k[name], loss, k)
         method.change(lambda name: (gr.update(interactive=name == "deepcut"), gr.update(interactive=name == "deepcut"),
-                                    gr.update(interactive=name in ("deepcut", "kmeans"))), method, [loss, mode, k])
+                                    gr.update(interactive=name == "deepcut" or takes_k(name))), method, [loss, mode, k])
         # preprocess=False: the upload reaches read_photo as a file path, so a bad file gets our message.
         run.click(lambda payload, *rest: segment(segmenters, (payload or {}).get("path"), *rest),
                   [photo, method, loss, k, mode, bilateral], [overlay, labels, maps, status],

@@ -99,7 +99,7 @@ def test_segment_runs_every_method_and_setting_the_page_offers():
     segmenters = demo.Segmenters("tiny_random", size=2)
     photo = str(PHOTOS["rocket"])
     width, height = Image.open(photo).size
-    for args in [(m, "ncut", 2, "single", False) for m in demo.METHODS if m != "deepcut"] + [
+    for args in [(m, "ncut", 2, "single", False) for m in demo.method_choices() if m != "deepcut"] + [
             ("deepcut", "cc", 10, "single", False), ("deepcut", "ncut", 3, "parts", True)]:
         overlay, labels, maps, status = demo.segment(segmenters, photo, *args)
         assert overlay is not None and overlay.size == (width, height), (args, status)
