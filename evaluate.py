@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException, InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -39,6 +38,7 @@ from omegaconf.errors import OmegaConfBaseException
 from PIL import Image
 
 from deepcut import metrics, rundir
+from deepcut.config import compose_config
 from deepcut.errors import one_paragraph
 from deepcut.overrides import override_key, parse_override
 from deepcut.records import read_fingerprint
@@ -46,16 +46,12 @@ from deepcut.masks import mask_to_box
 from deepcut.pipeline import bound, image_metrics
 from deepcut.results import read_results, summarize_run
 
-CONFIGS = Path(__file__).resolve().parent / "configs"
-
-
 def run_config(run_dir: Path, overrides: list[str]):
     """The run's saved config with ``overrides`` applied (typed as Hydra types them: `dataset.limit=8`
     is 8, `null` is None), or the configs composed afresh when a `dataset=<name>` is given."""
     saved = run_dir / ".hydra" / "config.yaml"
     if any(override_key(o) == "dataset" for o in overrides):
-        with initialize_config_dir(str(CONFIGS), version_base="1.3"):
-            return compose("config", overrides=overrides)
+        return compose_config(overrides=overrides)
     if not saved.exists():
         raise ValueError(f"{run_dir} has no .hydra/config.yaml, so the data set its labels belong to is unknown; "
                          "name it: python evaluate.py RUN_DIR dataset=<name> dataset.root=<folder> (or dataset=folder "

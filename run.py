@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from deepcut import sweep
+from deepcut.config import CONFIGS
 from deepcut.errors import ConfigError, one_paragraph
 from deepcut.preflight import preflight
 
@@ -161,7 +162,7 @@ def run(cfg: DictConfig, out: Path, hc) -> tuple[int, str, object]:
     return 0, "", summary.get(cfg.objective) if cfg.objective else None
 
 
-@hydra.main(version_base="1.3", config_path="configs", config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONFIGS), config_name="config")
 def main(cfg: DictConfig):
     hc = HydraConfig.get()
     out = Path(hc.runtime.output_dir)

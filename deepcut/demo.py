@@ -25,7 +25,7 @@ from pathlib import Path
 from PIL import Image
 
 from deepcut import visualize
-from deepcut.api import compose_config
+from deepcut.config import compose_config
 from deepcut.datasets import Demo, DatasetError, load_image
 from deepcut.errors import one_paragraph
 from deepcut.losses import LOSSES

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 import torch
-from deepcut.api import compose_config
+from deepcut.config import compose_config
 from deepcut.methods.dsm import dsm
 from deepcut.methods.kmeans import kmeans
 from deepcut.methods.lost import lost

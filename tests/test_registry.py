@@ -41,7 +41,7 @@ import json
 from PIL import Image
 import deepcut
 from deepcut import demo
-from deepcut.api import compose_config
+from deepcut.config import compose_config
 from deepcut.errors import ConfigError
 from deepcut.validate import validate
 
