@@ -17,14 +17,15 @@ from omegaconf import DictConfig
 from deepcut.cache import FeatureCache
 from deepcut.config import compose_config
 from deepcut.methods import create_method
-from deepcut.pipeline import Extractor, Postprocess, Segmenter
+from deepcut.pipeline import Extractor, Segmenter
+from deepcut.postprocess import Postprocess
 from deepcut.validate import validate
 
 
 def segmenter_from_config(cfg: DictConfig, cache: FeatureCache | None = None) -> Segmenter:
     """The chain a run config describes (run.py and create_segmenter both build it here)."""
-    return Segmenter(Extractor(**cfg.backbone, device=cfg.device, cache=cache), create_method(cfg),
-                     Postprocess(**cfg.postprocess), seed=cfg.seed,
+    extractor = Extractor(**cfg.backbone, device=cfg.device, cache=cache)
+    return Segmenter(extractor, create_method(cfg), Postprocess(**cfg.postprocess, device=extractor.device.type), seed=cfg.seed,
                      max_pixels=cfg.get("max_pixels"), config=cfg)
 
 

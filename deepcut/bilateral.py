@@ -10,20 +10,26 @@ W ~ S^T B S (eq. 3): S "splats" pixels onto grid vertices, B blurs between neigh
 The problem then lives on the vertices y (x = S^T y) and is a sparse SPD linear system
 A y = b (eqs. 5-8), solved by preconditioned conjugate gradients.
 
-Memory and time are linear in the number of pixels N = H*W: the grid has V <= N vertices, S has
-N non-zeros, B has at most 11*V (the centre plus +-1 along 5 axes) and A the same pattern; the
-rest are a few per-pixel float64/int64 vectors. Measured peak: ~120 bytes per pixel on a natural
-photo (V ~ 0.01 N with the default sigmas, 1.9 s at 5 megapixels), ~175 bytes per pixel in the
-worst case V ~ N (pure noise), i.e. about 1 GB for a 6-megapixel image.
+Memory and time are linear in the number of pixels N = H*W: the grid has V <= N vertices, S is
+one vertex index per pixel, B has at most 11*V non-zeros (the centre plus +-1 along 5 axes) and A
+the same pattern; the rest are a few per-pixel float64/int64 vectors (~120 bytes per pixel on a
+natural photo, ~175 in the worst case V ~ N, pure noise). Vertices are found by hashing, not by
+sorting the pixels, and the conjugate gradients run on the V vertices with plain array
+arithmetic: a BLAS call on vectors this short costs more in thread hand-offs than it computes
+(scipy's cg took 20x longer on two busy cores).
 
-Follows TokenCut's `bilateral_solver.py` (itself Barron's reference notebook); see the notes on
-`bilateral_solve` for where it differs.
+Two backends, one algorithm: NumPy/SciPy (`bilateral_solve`, the CPU path) and torch
+(`bilateral_solve_torch`, any device: the CUDA path), sharing `conjugate_gradients`; a test holds
+them to the same answer. Follows TokenCut's `bilateral_solver.py` (itself Barron's reference
+notebook); see the notes on `bilateral_solve` for where it differs.
 """
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
 from scipy import sparse
-from scipy.sparse.linalg import cg
 
 # JPEG's RGB -> YUV (BT.601 full range), chroma shifted by 128 so all channels lie in [0, 255].
 RGB_TO_YUV = np.array([[0.299, 0.587, 0.114],
@@ -33,76 +39,115 @@ YUV_OFFSET = np.array([0.0, 128.0, 128.0])
 
 BISTOCHASTIC_ITERS = 10  # as TokenCut / the reference code
 A_DIAG_MIN = 1e-5        # floor on the Jacobi preconditioner's diagonal, as TokenCut
+AXES = 5                 # x, y, luma, u, v
+# The solver's settings (postprocess.bilateral_params) and their defaults, TokenCut's.
+DEFAULTS = {"sigma_spatial": 16, "sigma_luma": 16, "sigma_chroma": 8, "lam": 128, "cg_tol": 1e-5, "cg_maxiter": 25}
+
+
+def _grid_extents(h: int, w: int, yuv_max, sigmas: tuple[float, float, float]) -> list[int]:
+    """Sizes of the box that holds every vertex coordinate shifted by 1, one cell wider on each side,
+    so the +-1 neighbours of every vertex hash without wrap-around (unlike the reference's 255**d
+    hash, which collides once a coordinate reaches 255, e.g. very wide images)."""
+    spatial, luma, chroma = sigmas
+    extents = [int((w - 1) / spatial) + 3, int((h - 1) / spatial) + 3,
+               int(yuv_max[0] / luma) + 3, int(yuv_max[1] / chroma) + 3, int(yuv_max[2] / chroma) + 3]
+    if np.prod(np.array(extents, dtype=np.float64)) >= 2.0 ** 62:
+        raise ValueError("bilateral grid too fine to hash in int64; increase the sigmas")
+    return extents
+
+
+def _strides(extents: list[int]) -> list[int]:
+    """The key distance of a step along each axis (the mixed radix of `extents`)."""
+    return [int(v) for v in np.cumprod([1] + extents[:0:-1])[::-1]]
 
 
 def bilateral_grid(image: np.ndarray, sigma_spatial: float, sigma_luma: float,
-                   sigma_chroma: float) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
-    """Splat matrix S (V, N) and blur matrix B (V, V) of the simplified bilateral grid (eq. 3).
-
-    Each pixel falls in the vertex floor((x, y, luma, u, v) / sigma); B is the [1 2 1] blur along
-    each of the 5 axes, summed, between the vertices that exist.
-    """
+                   sigma_chroma: float) -> tuple[np.ndarray, sparse.csr_matrix]:
+    """The simplified bilateral grid (eq. 3): each pixel's vertex (N,) (the splat S as an index:
+    pixel i falls in vertex floor((x, y, luma, u, v) / sigma)) and the blur B (V, V), the [1 2 1]
+    blur along each of the 5 axes, summed, between the vertices that exist."""
     h, w = image.shape[:2]
-    yuv = image.astype(np.float64) @ RGB_TO_YUV.T + YUV_OFFSET
+    yuv = image.reshape(-1, 3).astype(np.float64) @ RGB_TO_YUV.T + YUV_OFFSET
+    extents = _grid_extents(h, w, yuv.max(0), (sigma_spatial, sigma_luma, sigma_chroma))
+    yuv = yuv.reshape(h, w, 3)
     coords = [(np.arange(w) / sigma_spatial).astype(np.int64)[None, :],
               (np.arange(h) / sigma_spatial).astype(np.int64)[:, None],
               (yuv[..., 0] / sigma_luma).astype(np.int64),
               (yuv[..., 1] / sigma_chroma).astype(np.int64),
               (yuv[..., 2] / sigma_chroma).astype(np.int64)]
-    # Mixed-radix hash of the coordinates shifted by 1 in a box one cell wider on each side, so
-    # the +-1 neighbours of every vertex hash without wrap-around (unlike the reference's 255**d
-    # hash, which collides once a coordinate reaches 255, e.g. very wide images).
-    extents = [int(c.max()) + 3 for c in coords]
-    if np.prod(np.array(extents, dtype=np.float64)) >= 2.0 ** 62:
-        raise ValueError("bilateral grid too fine to hash in int64; increase the sigmas")
     key = np.zeros((h, w), dtype=np.int64)
     for c, e in zip(coords, extents):
         key = key * e + (c + 1)
-    vertices, pixel_vertex = np.unique(key.ravel(), return_inverse=True)
-    n_vertices, n_pixels = len(vertices), h * w
-    splat = sparse.csr_matrix((np.ones(n_pixels), (pixel_vertex.ravel(), np.arange(n_pixels))),
-                              shape=(n_vertices, n_pixels))
-
+    # Vertices by hashing the N keys (O(N)); only the V distinct ones are sorted, so vertex ids
+    # are in key order, as np.unique would number them.
+    codes, found = pd.factorize(key.ravel())
+    order = np.argsort(found)
+    vertices, rank = found[order], np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    n_vertices = len(vertices)
     # Neighbour along axis d is the key +-stride_d; it is a vertex iff that key occurs in the grid.
-    strides = np.cumprod([1] + extents[:0:-1])[::-1]
     rows, cols = [], []
-    for stride in strides:
+    for stride in _strides(extents):
         for offset in (-stride, stride):
             pos = np.searchsorted(vertices, vertices + offset).clip(max=n_vertices - 1)
-            found = np.flatnonzero(vertices[pos] == vertices + offset)
-            rows.append(found)
-            cols.append(pos[found])
-    rows, cols = np.concatenate(rows), np.concatenate(cols)
-    blur = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_vertices, n_vertices))
-    blur = blur + 2 * len(coords) * sparse.identity(n_vertices, format="csr")
-    return splat, blur
+            hit = np.flatnonzero(vertices[pos] == vertices + offset)
+            rows.append(hit)
+            cols.append(pos[hit])
+    centre = np.arange(n_vertices)
+    rows, cols = np.concatenate(rows + [centre]), np.concatenate(cols + [centre])
+    weights = np.concatenate([np.ones(len(rows) - n_vertices), np.full(n_vertices, 2.0 * AXES)])
+    blur = sparse.csr_matrix((weights, (rows, cols)), shape=(n_vertices, n_vertices))
+    return rank[codes], blur
 
 
-def bistochastize(splat: sparse.csr_matrix, blur: sparse.csr_matrix,
-                  iters: int = BISTOCHASTIC_ITERS) -> tuple[np.ndarray, np.ndarray]:
+def bistochastize(mass, blur_matvec, iters: int = BISTOCHASTIC_ITERS):
     """Diagonals m, n such that S^T D_m^-1 D_n B D_n D_m^-1 S is bistochastic (eq. 4; B&P suppl.).
 
     Sinkhorn-style fixed point n <- sqrt(n * m / (B n)) starting from the vertex masses m = S 1.
     m is then recomputed as n * (B n) so that D_m - D_n B D_n has zero row sums whatever the
     number of iterations: constants are then exactly in the smoothness term's null space.
-    """
-    m = splat @ np.ones(splat.shape[1])
-    n = np.ones_like(m)
+    Arrays of either backend (NumPy or torch)."""
+    n = mass * 0 + 1
     for _ in range(iters):
-        n = np.sqrt(n * m / (blur @ n))
-    return n * (blur @ n), n
+        n = (n * mass / blur_matvec(n)) ** 0.5
+    return n * blur_matvec(n), n
+
+
+def conjugate_gradients(matvec, b, x0, inverse_diagonal, rtol: float, maxiter: int):
+    """Jacobi-preconditioned conjugate gradients for A x = b, as scipy.sparse.linalg.cg(rtol=rtol,
+    atol=0, maxiter=maxiter, M=diag(inverse_diagonal)) computes them, on NumPy arrays or torch
+    tensors alike; reductions are array sums, never BLAS calls (see the module's note)."""
+    limit = rtol * float((b * b).sum()) ** 0.5
+    if limit == 0:  # b = 0: x = 0, as scipy answers
+        return b * 0
+    x = x0
+    r = b - matvec(x)
+    z = inverse_diagonal * r
+    p, rz = z, float((r * z).sum())
+    for _ in range(maxiter):
+        if float((r * r).sum()) ** 0.5 < limit:
+            break
+        ap = matvec(p)
+        alpha = rz / float((p * ap).sum())
+        x = x + alpha * p
+        r = r - alpha * ap
+        z = inverse_diagonal * r
+        rz, previous = float((r * z).sum()), rz
+        p = z + (rz / previous) * p
+    return x
 
 
 def bilateral_solve(image: np.ndarray, target: np.ndarray, confidence: np.ndarray | None = None,
-                    *, sigma_spatial: float = 16, sigma_luma: float = 16, sigma_chroma: float = 8,
-                    lam: float = 128, cg_tol: float = 1e-5, cg_maxiter: int = 25) -> np.ndarray:
+                    *, sigma_spatial: float = DEFAULTS["sigma_spatial"], sigma_luma: float = DEFAULTS["sigma_luma"],
+                    sigma_chroma: float = DEFAULTS["sigma_chroma"], lam: float = DEFAULTS["lam"],
+                    cg_tol: float = DEFAULTS["cg_tol"], cg_maxiter: int = DEFAULTS["cg_maxiter"]) -> np.ndarray:
     """Edge-aware smoothing of `target` (H, W) guided by the RGB `image` (H, W, 3).
 
     `confidence` (H, W) in [0, 1] weighs the data term (default: all ones). Returns float64 (H, W).
 
     Differences from TokenCut's reference: the default confidence is 1 rather than 0.999 (the
     same as lam / 0.999); vertices with zero total confidence start CG from their mean target
-    instead of NaN; the grid hash is collision-free (see `bilateral_grid`); `cg_tol` is SciPy's
+    instead of NaN; the grid hash is collision-free (see `_grid_extents`); `cg_tol` is SciPy's
     `rtol`.
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.shape[:2] != target.shape:
@@ -110,27 +155,99 @@ def bilateral_solve(image: np.ndarray, target: np.ndarray, confidence: np.ndarra
     t = target.astype(np.float64).ravel()
     c = np.ones_like(t) if confidence is None else confidence.astype(np.float64).ravel()
 
-    splat, blur = bilateral_grid(image, sigma_spatial, sigma_luma, sigma_chroma)
-    m, n = bistochastize(splat, blur)
-    # Eq. 7: A = lam (D_m - D_n B D_n) + diag(S c),  b = S (c * t).
-    c_splat = splat @ c
-    a = (lam * (sparse.diags(m) - sparse.diags(n) @ blur @ sparse.diags(n))
-         + sparse.diags(c_splat)).tocsr()
-    b = splat @ (c * t)
+    vertex, blur = bilateral_grid(image, sigma_spatial, sigma_luma, sigma_chroma)
+    v = blur.shape[0]
+    splat = lambda values: np.bincount(vertex, weights=values, minlength=v)  # noqa: E731 - S values
+    mass = np.bincount(vertex, minlength=v).astype(np.float64)  # S 1
+    m, n = bistochastize(mass, blur.dot)
+    # Eq. 7: A = lam (D_m - D_n B D_n) + diag(S c),  b = S (c * t), on B's pattern entry by entry.
+    c_splat = mass if confidence is None else splat(c)
+    rows = np.repeat(np.arange(v), np.diff(blur.indptr))
+    centre = rows == blur.indices  # one per row, in row order
+    data = n[rows] * blur.data * n[blur.indices]  # D_n B D_n
+    data[centre] = lam * (m - data[centre]) + c_splat
+    data[~centre] *= -lam
+    a = sparse.csr_matrix((data, blur.indices, blur.indptr), shape=blur.shape)
+    b = splat(c * t)
     # Jacobi preconditioner and the "flat" start y0 = S(c t) / S(c) (B&P sec. 4, as TokenCut).
     # Where no pixel of a vertex has confidence, the system may not pin it down (an isolated
     # vertex has an all-zero row), so it starts from, and there keeps, its plain mean S t / S 1.
-    precond = sparse.diags(1.0 / np.maximum(a.diagonal(), A_DIAG_MIN))
-    y0 = np.divide(b, c_splat, out=(splat @ t) / (splat @ np.ones_like(t)), where=c_splat > 0)
-    y, _ = cg(a, b, x0=y0, rtol=cg_tol, maxiter=cg_maxiter, M=precond)
+    y0 = np.divide(b, c_splat, out=splat(t) / mass, where=c_splat > 0)
+    y = conjugate_gradients(a.dot, b, y0, 1.0 / np.maximum(a.diagonal(), A_DIAG_MIN), cg_tol, cg_maxiter)
     # Eq. 8: slice the vertex solution back to the pixels, x = S^T y.
-    return (splat.T @ y).reshape(target.shape)
+    return y[vertex].reshape(target.shape)
 
 
-def refine_mask(image: np.ndarray, mask: np.ndarray, **kwargs) -> np.ndarray:
+def bilateral_solve_torch(image: torch.Tensor, target: torch.Tensor, confidence: torch.Tensor | None = None,
+                          *, sigma_spatial: float = DEFAULTS["sigma_spatial"], sigma_luma: float = DEFAULTS["sigma_luma"],
+                          sigma_chroma: float = DEFAULTS["sigma_chroma"], lam: float = DEFAULTS["lam"],
+                          cg_tol: float = DEFAULTS["cg_tol"], cg_maxiter: int = DEFAULTS["cg_maxiter"]) -> torch.Tensor:
+    """`bilateral_solve` in torch, on the device of ``image`` (uint8 (H, W, 3)) and ``target`` (H, W):
+    the same grid, system and iterations in float64, so the answers agree to rounding (tested)."""
+    h, w = target.shape
+    device = image.device
+    yuv = image.double() @ torch.from_numpy(RGB_TO_YUV.T).to(device) + torch.from_numpy(YUV_OFFSET).to(device)
+    extents = _grid_extents(h, w, yuv.reshape(-1, 3).amax(0).tolist(), (sigma_spatial, sigma_luma, sigma_chroma))
+    scale = lambda n, sigma: (torch.arange(n, device=device, dtype=torch.float64) / sigma).long()  # noqa: E731
+    coords = [scale(w, sigma_spatial)[None, :], scale(h, sigma_spatial)[:, None], (yuv[..., 0] / sigma_luma).long(),
+              (yuv[..., 1] / sigma_chroma).long(), (yuv[..., 2] / sigma_chroma).long()]
+    key = torch.zeros((h, w), dtype=torch.long, device=device)
+    for c, e in zip(coords, extents):
+        key = key * e + (c + 1)
+    vertices, vertex = torch.unique(key.flatten(), return_inverse=True)  # sorted: np's vertex order
+    v = len(vertices)
+    rows, cols = [], []
+    for stride in _strides(extents):
+        for offset in (-stride, stride):
+            pos = torch.searchsorted(vertices, vertices + offset).clamp(max=v - 1)
+            hit = torch.nonzero(vertices[pos] == vertices + offset).squeeze(1)
+            rows.append(hit)
+            cols.append(pos[hit])
+    rows, cols = torch.cat(rows), torch.cat(cols)
+    neighbours = torch.sparse_coo_tensor(torch.stack([rows, cols]), torch.ones(len(rows), dtype=torch.float64, device=device),
+                                         (v, v), check_invariants=False).coalesce()
+    spread = lambda y: torch.sparse.mm(neighbours, y[:, None])[:, 0]  # noqa: E731 - B's off-diagonal part
+    blur = lambda y: spread(y) + 2.0 * AXES * y  # noqa: E731 - B y
+    t = target.double().flatten()
+    c = torch.ones_like(t) if confidence is None else confidence.double().flatten()
+    splat = lambda values: torch.zeros(v, dtype=torch.float64, device=device).index_add_(0, vertex, values)  # noqa: E731
+    m, n = bistochastize(splat(torch.ones_like(t)), blur)
+    c_splat = splat(c)
+    diagonal = lam * (m - 2.0 * AXES * n * n) + c_splat
+    matvec = lambda y: diagonal * y - lam * n * spread(n * y)  # noqa: E731 - A y, eq. 7
+    b = splat(c * t)
+    y0 = torch.where(c_splat > 0, b / c_splat.clamp_min(torch.finfo(torch.float64).tiny), splat(t) / splat(torch.ones_like(t)))
+    y = conjugate_gradients(matvec, b, y0, 1.0 / diagonal.clamp_min(A_DIAG_MIN), cg_tol, cg_maxiter)
+    return y[vertex].view(h, w)
+
+
+def refine_mask(image: np.ndarray, mask: np.ndarray, *, max_side: int | None = None, device: str = "cpu",
+                **params) -> np.ndarray:
     """Snap a coarse boolean mask (H, W) to the image's edges: solver output > 0.5, as TokenCut.
+
+    ``max_side``: solve on the image shrunk (area average) so that its longer side is at most this
+    many pixels, sigma_spatial scaled alike, and bring the solution back bilinearly (the grid and
+    the conjugate gradients then cost a fraction of full resolution). None: at the image's own
+    size. ``device``: where the solver runs, NumPy/SciPy on the CPU, torch elsewhere (CUDA).
+    ``params``: the solver's settings (`DEFAULTS`).
 
     TokenCut then also fills holes and keeps the largest component; that is left to the caller
     (see `deepcut.masks.largest_component`).
     """
-    return bilateral_solve(image, mask.astype(np.float64), **kwargs) > 0.5
+    h, w = mask.shape
+    scale = 1.0 if max_side is None else min(1.0, max_side / max(h, w))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if scale < 1.0:
+        image = np.asarray(Image.fromarray(image).resize(size, Image.BOX))
+        params["sigma_spatial"] = params.get("sigma_spatial", DEFAULTS["sigma_spatial"]) * size[0] / w
+    target = mask.astype(np.float32)
+    if scale < 1.0:
+        target = np.asarray(Image.fromarray(target).resize(size, Image.BOX))  # each small pixel's foreground share
+    if torch.device(device).type == "cpu":
+        solution = bilateral_solve(image, target, **params)
+    else:
+        solution = bilateral_solve_torch(torch.from_numpy(np.ascontiguousarray(image)).to(device),
+                                         torch.from_numpy(target).to(device), **params).cpu().numpy()
+    if scale < 1.0:
+        solution = np.asarray(Image.fromarray(solution.astype(np.float32)).resize((w, h), Image.BILINEAR))
+    return solution > 0.5

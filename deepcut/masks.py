@@ -111,19 +111,46 @@ def nearest_foreground(labels: np.ndarray) -> np.ndarray:
     return labels[rows, cols]
 
 
-def labels_within(labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """A label map made to agree with a refined foreground mask (H, W): 0 outside the mask; inside,
-    each pixel keeps its label, or takes the nearest foreground label where the coarse map called
-    it background (label 1 if there is none). So the saved label map, its overlay and evaluate.py's
-    re-scoring show the mask that was scored."""
-    foreground = labels > 0
-    filled = labels
+def labels_within(labels: torch.Tensor, full: torch.Tensor, mask: torch.Tensor, mode: str = "nearest") -> torch.Tensor:
+    """The full-size label map ``full`` (the (h, w) patch ``labels`` upsampled with ``mode``) made to
+    agree with a refined foreground mask (H, W): 0 outside the mask; inside, each pixel keeps its
+    label, or takes the label of the nearest foreground patch where the coarse map called it
+    background (label 1 if there is none). So the saved label map, its overlay and evaluate.py's
+    re-scoring show the mask that was scored. The nearest foreground is found on the patch grid,
+    not among the pixels: the same labels at a fraction of the cost."""
+    foreground = full > 0
+    filled = full
     if (mask & ~foreground).any():
-        if foreground.any():
-            filled = torch.from_numpy(nearest_foreground(labels.cpu().numpy())).to(labels)
+        if (labels > 0).any():
+            nearest = torch.from_numpy(nearest_foreground(labels.cpu().numpy())).to(labels)
+            filled = torch.where(foreground, full, upsample_labels(nearest, tuple(full.shape), mode))
         else:
-            filled = torch.ones_like(labels)
+            filled = torch.ones_like(full)
     return torch.where(mask, filled, 0)
+
+
+def nearest_rows(n_in: int, n_out: int) -> torch.Tensor:
+    """For each of n_out pixel rows, the grid row `upsample_labels(..., "nearest")` takes it from."""
+    index = torch.arange(n_in, dtype=torch.float32)[None, None, :, None]
+    return F.interpolate(index, size=(n_out, 1), mode="nearest")[0, 0, :, 0].long()
+
+
+def grid_box(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor | None:
+    """`mask_to_box` of the foreground (labels > 0) of an (h, w) grid upsampled ("nearest") to
+    ``size`` (H, W) >= (h, w), computed on the grid: components are those of the grid (4-connected
+    cells stay connected when each becomes a block of pixels), weighed by their pixel areas, and the
+    box's edges are the pixel edges of its outermost cells. Equal to the full-size computation,
+    without one pass over the pixels."""
+    rows, cols = nearest_rows(labels.shape[0], size[0]), nearest_rows(labels.shape[1], size[1])
+    components, n = ndimage.label((labels > 0).cpu().numpy())
+    if n == 0:
+        return None
+    area = np.outer(np.bincount(rows.numpy(), minlength=labels.shape[0]), np.bincount(cols.numpy(), minlength=labels.shape[1]))
+    sizes = np.bincount(components.ravel(), weights=area.ravel(), minlength=n + 1)[1:]
+    ys, xs = np.nonzero(components == 1 + int(np.argmax(sizes)))
+    edges = [torch.searchsorted(cols, int(xs.min())), torch.searchsorted(rows, int(ys.min())),
+             torch.searchsorted(cols, int(xs.max()), right=True), torch.searchsorted(rows, int(ys.max()), right=True)]
+    return torch.stack(edges).float()
 
 
 def mask_to_box(mask: torch.Tensor) -> torch.Tensor | None:

@@ -14,7 +14,6 @@ The conversion reads only the ONNX initializers (no ONNX runtime), renames them 
 import hashlib
 import importlib.metadata
 import logging
-import os
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -69,8 +68,8 @@ def offline_onnx_path() -> Path:
     return path
 
 
-def _hf_state_dict(graph: "onnx.GraphProto") -> dict[str, torch.Tensor]:
-    """The graph's initializers under their Hugging Face names, anonymous ones named by their consumer."""
+def _hf_state_dict(graph) -> dict[str, torch.Tensor]:
+    """An onnx.GraphProto's initializers under their Hugging Face names, anonymous ones named by their consumer."""
     from onnx import numpy_helper
 
     tensors = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in graph.initializer}

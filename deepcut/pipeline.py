@@ -9,7 +9,7 @@ import dataclasses
 import inspect
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -23,8 +23,8 @@ from deepcut import metrics
 from deepcut.backbone import create_backbone
 from deepcut.cache import FeatureCache, model_fingerprint, tensor_digest
 from deepcut.features import center, extract, grid_size, log_bin, resize, to_tensor
-from deepcut.masks import labels_within, largest_component, mask_to_box, upsample_labels
-from deepcut.errors import ConfigError, one_paragraph
+from deepcut.postprocess import Postprocess
+from deepcut.errors import one_paragraph
 from deepcut.seeds import derive_seed
 
 
@@ -93,41 +93,6 @@ class Extractor:
         if self.log_bin:
             out = [(log_bin(f[None], grid, self.log_bin)[0], grid) for f, grid in out]
         return out
-
-
-@dataclass
-class Postprocess:
-    """Stage 4: patch labels -> full-size labels, foreground mask and box.
-
-    largest_component keeps the foreground's largest connected patch region (TokenCut/LOST do);
-    bilateral refines the mask on the image (Barron & Poole 2016; the paper used none); box_from
-    says which mask the box is drawn around: the coarse one (as TokenCut's object discovery, so
-    refinement never moves a box) or the refined one."""
-    largest_component: bool = False
-    upsample: str = "nearest"
-    bilateral: bool = False
-    bilateral_params: dict = field(default_factory=dict)
-    box_from: str = "coarse"
-
-    def __post_init__(self):
-        if self.upsample not in ("nearest", "bilinear"):
-            raise ConfigError(f"postprocess.upsample={self.upsample!r}: use nearest (each pixel takes its "
-                              "patch's label) or bilinear (edges between patch centres).")
-        if self.box_from not in ("coarse", "refined"):
-            raise ConfigError(f"postprocess.box_from={self.box_from!r}: use coarse (the box of the mask before "
-                              "the bilateral solver) or refined (after it).")
-
-    def __call__(self, labels: torch.Tensor, image: Image.Image):
-        labels = labels.cpu()
-        if self.largest_component:
-            labels = torch.where(largest_component(labels > 0), labels, 0)
-        full = upsample_labels(labels, (image.height, image.width), self.upsample)
-        mask = coarse = full > 0
-        if self.bilateral:
-            from deepcut.bilateral import refine_mask
-            mask = torch.from_numpy(refine_mask(np.asarray(image), coarse.numpy(), **self.bilateral_params))
-            full = labels_within(full, mask)
-        return full, mask, mask_to_box(coarse if self.box_from == "coarse" else mask)
 
 
 def bound(sample, max_pixels: int | None):

@@ -16,6 +16,7 @@ import timm
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from deepcut import postprocess
 from deepcut.backbone import WEIGHTS
 from deepcut.errors import ConfigError, is_whole
 from deepcut.features import FACETS
@@ -28,7 +29,7 @@ OBJECTIVES = ("miou", "acc", "max_f_beta", "corloc", "nmi", "ari", "time_s")
 
 
 def validate(cfg: DictConfig) -> None:
-    problems = _backbone(cfg.backbone) + _method(cfg) + _run(cfg)
+    problems = _backbone(cfg.backbone) + _method(cfg) + postprocess.check(cfg.postprocess) + _run(cfg)
     if problems:
         raise ConfigError("\n\n".join(problems))  # one paragraph each
 

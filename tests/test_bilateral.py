@@ -69,3 +69,36 @@ def test_runs_on_chelsea():
     assert 0 < mask.mean() < 1
     iou = (mask & coarse).sum() / (mask | coarse).sum()
     assert iou > 0.5
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_torch_solver_gives_the_numpy_solvers_answer(seed):
+    """The CUDA path's solver, run on the CPU: the same grid, system and iterations, so the same
+    solution to 1e-9 (float64 sums in another order) and the same mask."""
+    import torch
+
+    from deepcut.bilateral import bilateral_solve_torch
+    rng = np.random.default_rng(seed)
+    image = data.chelsea()[::2, ::2].copy() if seed == 0 else rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    target = rng.random(image.shape[:2])
+    confidence = None if seed < 2 else rng.random(image.shape[:2])
+    params = dict(sigma_spatial=12, sigma_luma=4, sigma_chroma=4, lam=256)
+    expected = bilateral_solve(image, target, confidence, **params)
+    got = bilateral_solve_torch(torch.from_numpy(image), torch.from_numpy(target),
+                                None if confidence is None else torch.from_numpy(confidence), **params)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=1e-9)
+
+
+def test_conjugate_gradients_agree_with_scipy():
+    from scipy import sparse
+    from scipy.sparse.linalg import cg
+
+    from deepcut.bilateral import conjugate_gradients
+    rng = np.random.default_rng(0)
+    m = sparse.random(300, 300, density=0.02, random_state=0)
+    a = (m @ m.T + sparse.identity(300) * 2).tocsr()  # symmetric positive definite
+    b = rng.standard_normal(300)
+    for maxiter in (3, 25):
+        expected, _ = cg(a, b, x0=np.zeros(300), rtol=1e-5, maxiter=maxiter, M=sparse.diags(1 / a.diagonal()))
+        np.testing.assert_allclose(conjugate_gradients(a.dot, b, np.zeros(300), 1 / a.diagonal(), 1e-5, maxiter),
+                                   expected, rtol=1e-10, atol=1e-12)

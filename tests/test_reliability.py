@@ -22,7 +22,8 @@ from PIL import Image
 from deepcut.api import compose_config
 from deepcut.cache import FeatureCache, tensor_digest
 from deepcut.datasets import Folder, Sample, load_image
-from deepcut.pipeline import Extractor, Loaded, Postprocess, Segmenter
+from deepcut.pipeline import Extractor, Loaded, Segmenter
+from deepcut.postprocess import Postprocess
 from deepcut.sweep import JOBS_DIR, new_sweep, stop_requested
 from deepcut.preflight import preflight
 from deepcut.results import ResultsWriter, read_results, read_rows

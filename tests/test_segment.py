@@ -11,7 +11,7 @@ from deepcut.fit import GNN, Graph, Optimisation, build_graph, fit
 from deepcut.losses import LOSSES
 from deepcut.methods.deepcut import DeepCut, in_label_order
 from deepcut.seeds import derive_seed
-from deepcut.pipeline import Postprocess
+from deepcut.postprocess import Postprocess
 from deepcut.errors import ConfigError
 
 
@@ -332,11 +332,17 @@ def test_labels_follow_the_refined_mask():
     mask = torch.zeros(4, 4, dtype=torch.bool)
     mask[1:3, 1:4] = True  # the refinement drops nothing here, adds column 3 and rows 1-2
     mask[2, 1] = False     # and removes one part pixel
-    out = labels_within(labels, mask)
+    out = labels_within(labels, labels, mask)  # patch grid = image grid here
     assert torch.equal(out > 0, mask)
     assert out[1, 3] == 2 and out[2, 3] == 1 and out[2, 2] == 1 and out[1, 1] == 2  # nearest part's label
-    assert torch.equal(labels_within(torch.zeros(3, 3, dtype=torch.long), torch.ones(3, 3, dtype=torch.bool)),
-                       torch.ones(3, 3, dtype=torch.long))
+    empty = torch.zeros(3, 3, dtype=torch.long)
+    assert torch.equal(labels_within(empty, empty, torch.ones(3, 3, dtype=torch.bool)), torch.ones(3, 3, dtype=torch.long))
+    # At image size, a pixel the refinement adds takes the label of the nearest foreground patch.
+    full = upsample_labels(labels, (8, 8))
+    wide = torch.zeros(8, 8, dtype=torch.bool)
+    wide[2:6, 2:8] = True
+    out = labels_within(labels, full, wide)
+    assert torch.equal(out > 0, wide) and out[2, 7] == 2 and out[5, 7] == 1 and torch.equal(out[2:6, 2:6], full[2:6, 2:6])
 
 
 def test_the_box_comes_from_the_coarse_mask_unless_asked_for_the_refined_one():

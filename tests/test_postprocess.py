@@ -1,0 +1,63 @@
+"""Stage 4, post-processing: what the patch grid answers equals the full-size computation, and the
+solver's working resolution keeps its edges."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from deepcut.bilateral import refine_mask
+from deepcut.errors import ConfigError
+from deepcut.masks import grid_box, mask_to_box, upsample_labels
+from deepcut.postprocess import Postprocess
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_grid_box_is_the_box_of_the_upsampled_mask(seed):
+    """Random grids (several components, ties in area included) at sizes that are no multiple of the grid."""
+    rng = np.random.default_rng(seed)
+    h, w = rng.integers(2, 12, size=2)
+    labels = torch.from_numpy((rng.random((h, w)) < rng.uniform(0.1, 0.6)) * rng.integers(1, 4, (h, w)))
+    size = (int(h * rng.uniform(1, 9)), int(w * rng.uniform(1, 9)))
+    expected = mask_to_box(upsample_labels(labels, size) > 0)
+    got = grid_box(labels, size)
+    assert (got is None and expected is None) or torch.equal(got, expected)
+
+
+def test_postprocess_box_and_labels_on_a_photo_sized_grid():
+    """The default chain (solver, coarse box) against the full-size box of the same coarse mask."""
+    rng = np.random.default_rng(0)
+    image = Image.fromarray((rng.random((301, 451, 3)) * 60).astype(np.uint8))
+    labels = torch.zeros(16, 16, dtype=torch.long)
+    labels[4:10, 3:8], labels[11:14, 10:15] = 1, 2
+    full, mask, box = Postprocess(bilateral=True, bilateral_params={"max_side": 200})(labels, image)
+    assert torch.equal(box, mask_to_box(upsample_labels(labels, (301, 451)) > 0))
+    assert full.shape == mask.shape == (301, 451) and torch.equal(full > 0, mask)
+
+
+def two_regions(h: int, w: int, edge: int) -> np.ndarray:
+    image = np.empty((h, w, 3), np.uint8)
+    image[:, :edge], image[:, edge:] = (180, 30, 20), (40, 200, 220)
+    return image
+
+
+@pytest.mark.parametrize("max_side", [None, 160, 100])
+def test_the_solver_at_a_working_resolution_snaps_to_the_same_edge(max_side):
+    h, w, edge = 240, 320, 181  # an edge off every grid line, at full and reduced size
+    truth = np.zeros((h, w), bool)
+    truth[:, edge:] = True
+    coarse = np.zeros_like(truth)
+    coarse[:, edge - 12:] = True  # a patch too far left
+    refined = refine_mask(two_regions(h, w, edge), coarse, sigma_spatial=24, sigma_luma=4, sigma_chroma=4, lam=256,
+                          max_side=max_side)
+    assert refined.shape == truth.shape
+    assert (coarse != truth).sum() == 12 * h
+    assert (refined != truth).sum() <= 2 * h  # within a pixel of the edge, row by row
+
+
+def test_bad_post_processing_settings_are_one_paragraph_each():
+    with pytest.raises(ConfigError) as err:
+        Postprocess(upsample="cubic", box_from="middle", bilateral_params={"max_side": 3, "sigma": 2})
+    problems = str(err.value).split("\n\n")
+    assert [p.split(":")[0] for p in problems] == ["postprocess.upsample='cubic'", "postprocess.box_from='middle'",
+                                                  "postprocess.bilateral_params.sigma",
+                                                  "postprocess.bilateral_params.max_side=3"]
