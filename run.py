@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import hydra
@@ -65,6 +66,20 @@ def segment(cfg: DictConfig, out: Path, dataset, segmenter, writer, logger) -> t
     loader = DataLoader(segmenter.loading(dataset, todo), **batching, num_workers=cfg.num_workers,
                         collate_fn=list, pin_memory=segmenter.extractor.device.type == "cuda")
     bar = tqdm(total=len(todo), desc=f"{dataset.name}", unit="img", dynamic_ncols=True)
+
+    def write(rows: list, n_batch: int) -> None:
+        for row, extras in rows:
+            if str(row["id"]) in writer.done:  # redone with its unfinished collection
+                continue
+            writer.add(row, *extras)
+            logger.log_image(row, out / "overlays" / f"{row['id']}.jpg" if extras and cfg.save_overlays else None)
+        bar.update(n_batch)
+        bar.set_postfix(logger.progress())
+
+    # With overlap, batch i is post-processed in a thread while batch i + 1 is on the backbone and
+    # its method; rows are still written batch by batch, in order, so the results are the same.
+    overlap = cfg.overlap is True or (cfg.overlap == "auto" and segmenter.extractor.device.type == "cuda")
+    pool, pending = (ThreadPoolExecutor(1, thread_name_prefix="postprocess") if overlap else None), None
     batches = iter(loader)  # DataLoader workers start now, with the default handlers
     stop = sweep.STOP  # installed by main
     try:
@@ -77,14 +92,18 @@ def segment(cfg: DictConfig, out: Path, dataset, segmenter, writer, logger) -> t
                 if stop.signum:  # a worker ended by the same signal
                     break
                 raise
-            for row, extras in segmenter.process(batch):
-                if str(row["id"]) in writer.done:  # redone with its unfinished collection
-                    continue
-                writer.add(row, *extras)
-                logger.log_image(row, out / "overlays" / f"{row['id']}.jpg" if extras and cfg.save_overlays else None)
-            bar.update(len(batch))
-            bar.set_postfix(logger.progress())
+            clustered = segmenter.cluster_batch(batch)
+            if pool is None:
+                write(segmenter.finish(clustered), len(batch))
+                continue
+            if pending is not None:
+                write(pending[0].result(), pending[1])
+            pending = pool.submit(segmenter.finish, clustered), len(batch)
+        if pending is not None:  # the batch in flight is finished, also when a signal stopped the loop
+            write(pending[0].result(), pending[1])
     finally:  # whatever ended the loop, the summary covers what is in results.csv
+        if pool is not None:
+            pool.shutdown(wait=True)
         bar.close()
         ids = set(dataset.ids)
         rows = [r for r in read_rows(writer.csv_path) if r["id"] in ids]

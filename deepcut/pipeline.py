@@ -229,12 +229,14 @@ class Segmenter:
         """Yield (row, (image, labels, mask, box)) per image of a batch `Loaded` gave; an image that
         cannot be processed (unreadable, non-finite features, a failing method) yields (error row, ()).
         time_s: the image's share of the batch's features and method, plus its own post-processing
-        and metrics; failed images take no share."""
-        for sid, _, error, _ in (b for b in batch if b[2] is not None):
-            yield {"id": sid, "error": error}, ()
+        and metrics; failed images take no share. The same as `finish(cluster_batch(batch))`: run.py
+        may post-process one batch in a thread while the next is on the backbone."""
+        yield from self.finish(self.cluster_batch(batch))
+
+    def cluster_batch(self, batch: list) -> "Clustered":
+        """The first half of `process`: features and the method for the batch's readable images."""
+        errors = [{"id": sid, "error": error} for sid, _, error, _ in batch if error is not None]
         good = [b for b in batch if b[2] is None]
-        if not good:
-            return
         start = time.perf_counter()
         samples, notes = [b[0] for b in good], [b[3] for b in good]
         features = isolate(self.extractor, [b[1] for b in good])
@@ -245,8 +247,12 @@ class Segmenter:
         for i, lab in zip(ok, isolate(self.cluster, [features[i] for i in ok], [seeds[i] for i in ok])):
             labels[i] = lab
         n_ok = sum(not isinstance(lab, Exception) for lab in labels)
-        shared = (time.perf_counter() - start) / max(n_ok, 1)
-        for sample, lab, note in zip(samples, labels, notes):
+        return Clustered(errors, samples, notes, labels, (time.perf_counter() - start) / max(n_ok, 1))
+
+    def finish(self, clustered: "Clustered") -> list[tuple[dict, tuple]]:
+        """The second half of `process`: post-processing and metrics, image by image."""
+        out = [(row, ()) for row in clustered.errors]
+        for sample, lab, note in zip(clustered.samples, clustered.labels, clustered.notes):
             extra = {"note": note} if note else {}
             own = time.perf_counter()
             try:
@@ -256,10 +262,23 @@ class Segmenter:
                 # Every patch in one cluster: a legitimate (empty or full) mask, evaluated and counted.
                 row = {"id": sample.id, **extra, "degenerate": bool(lab.unique().numel() == 1),
                        **image_metrics(sample, full, mask, box)}
-                row["time_s"] = shared + time.perf_counter() - own
-                yield row, (sample.image, full, mask, box)
+                row["time_s"] = clustered.shared_s + time.perf_counter() - own
+                out.append((row, (sample.image, full, mask, box)))
             except Exception as e:  # noqa: BLE001 - recorded in the row, the run goes on
-                yield {"id": sample.id, "error": reason(e), **extra}, ()
+                out.append(({"id": sample.id, "error": reason(e), **extra}, ()))
+        return out
+
+
+@dataclass
+class Clustered:
+    """A batch between the method and post-processing: error rows, then per readable image its
+    sample, note and patch labels (or the exception that failed it); shared_s: each image's share
+    of the batch's feature and method time."""
+    errors: list[dict]
+    samples: list
+    notes: list
+    labels: list
+    shared_s: float
 
 
 def _attempt(fn, *args):

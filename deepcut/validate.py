@@ -107,6 +107,8 @@ def _run(cfg: DictConfig) -> list[str]:
                             f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); use device=auto or device=cpu")
     if not isinstance(cfg.get("num_workers", 0), int) or cfg.get("num_workers", 0) < 0:
         problems.append(f"num_workers={cfg.num_workers!r}: must be a whole number >= 0 (0 = decode in the main process)")
+    if cfg.get("overlap", "auto") not in (True, False, "auto"):
+        problems.append(f"overlap={cfg.overlap!r}: use true, false or auto (true on CUDA)")
     seed = cfg.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         problems.append(f"seed={seed!r}: must be a whole number")

@@ -61,3 +61,27 @@ def test_bad_post_processing_settings_are_one_paragraph_each():
     assert [p.split(":")[0] for p in problems] == ["postprocess.upsample='cubic'", "postprocess.box_from='middle'",
                                                   "postprocess.bilateral_params.sigma",
                                                   "postprocess.bilateral_params.max_side=3"]
+
+
+def test_overlapped_post_processing_writes_what_the_sequential_path_writes(tmp_path):
+    """overlap=true post-processes batch i in a thread while batch i+1 is clustered: the same rows,
+    labels and summary as overlap=false, in the same order."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from deepcut.results import read_results
+    repo = Path(__file__).resolve().parent.parent
+    runs = {}
+    for overlap in ("false", "true"):
+        out = tmp_path / overlap
+        done = subprocess.run([sys.executable, "run.py", "backbone=tiny_random", "backbone.batch_size=2", "device=cpu",
+                               f"overlap={overlap}", f"hydra.run.dir={out}", "cache.enabled=false"],
+                              cwd=repo, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        runs[overlap] = out
+    a, b = (read_results(runs[k] / "results.csv").drop(columns="time_s") for k in ("false", "true"))
+    assert a.equals(b) and len(a) == 5
+    for name in a["id"]:
+        assert np.array_equal(np.asarray(Image.open(runs["false"] / "labels" / f"{name}.png")),
+                              np.asarray(Image.open(runs["true"] / "labels" / f"{name}.png")))
