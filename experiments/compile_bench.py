@@ -5,7 +5,7 @@ graph (W, A_hat X) and the fit, eager, then with GNNBatch.forward compiled (medi
     python experiments/compile_bench.py        # prints; writes nothing
 """
 import time, statistics, torch
-from deepcut.fit import GNN, Graph, Optimisation, build_graph, fit
+from deepcut.fit import Graph, Optimisation, build_graph, fit
 from deepcut import gnn as gnnmod
 torch.set_num_threads(1)
 torch.manual_seed(0)

@@ -15,7 +15,6 @@ from deepcut.metrics import (
     iou,
     max_f_beta,
     keypoint_labels,
-    nmi_ari,
     part_scores,
     pixel_accuracy,
     summarize,

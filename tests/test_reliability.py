@@ -432,7 +432,15 @@ def test_every_problem_is_reported_at_once():
 def test_validation_passes_every_shipped_backbone_and_method():
     for group in ("backbone", "method", "loss", "mode"):
         for option in sorted((REPO / "configs" / group).glob("*.yaml")):
-            validate(config(f"{group}={option.stem}"))
+            cfg = config(f"{group}={option.stem}")
+            weights = str(cfg.backbone.weights)
+            if weights.endswith((".pth", ".pt", ".safetensors")):
+                # A backbone shipped as a local checkpoint (MoCo-v3) is valid once its file exists;
+                # without it, validation names the file and the allowed values.
+                with pytest.raises(ConfigError, match="no such file.*use hub, random, offline"):
+                    validate(cfg)
+                continue
+            validate(cfg)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")

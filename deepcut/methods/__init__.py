@@ -26,4 +26,15 @@ from deepcut.registry import create_method, method_entry, method_names
 for _family in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_family.name}")
 
-__all__ = ["create_method", "method_entry", "method_names"]
+# The peers by name (`methods.tokencut(features, grid)`), as the notebook and users call them; each
+# import comes after discovery, so the function, not its module, is the package's attribute.
+from deepcut.methods.coseg import CoSegmentation  # noqa: E402
+from deepcut.methods.deepcut import DeepCut  # noqa: E402
+from deepcut.methods.dsm import dsm  # noqa: E402
+from deepcut.methods.kmeans import kmeans  # noqa: E402
+from deepcut.methods.lost import lost  # noqa: E402
+from deepcut.methods.tokencut import tokencut  # noqa: E402
+from deepcut.methods.whole import whole  # noqa: E402
+
+__all__ = ["CoSegmentation", "DeepCut", "create_method", "dsm", "kmeans", "lost", "method_entry",
+           "method_names", "tokencut", "whole"]
