@@ -31,11 +31,12 @@ import torch
 from PIL import Image
 from scipy import sparse
 
-# JPEG's RGB -> YUV (BT.601 full range), chroma shifted by 128 so all channels lie in [0, 255].
+# JPEG's RGB -> YUV (BT.601 full range), chroma shifted by 128 so all channels lie in [0, 255.5].
 RGB_TO_YUV = np.array([[0.299, 0.587, 0.114],
                        [-0.168736, -0.331264, 0.5],
                        [0.5, -0.418688, -0.081312]])
 YUV_OFFSET = np.array([0.0, 128.0, 128.0])
+YUV_MAX = (255.0, 255.5, 255.5)  # each channel's bound over all uint8 RGB: the hash's extents need no pass over the image
 
 BISTOCHASTIC_ITERS = 10  # as TokenCut / the reference code
 A_DIAG_MIN = 1e-5        # floor on the Jacobi preconditioner's diagonal, as TokenCut
@@ -44,13 +45,14 @@ AXES = 5                 # x, y, luma, u, v
 DEFAULTS = {"sigma_spatial": 16, "sigma_luma": 16, "sigma_chroma": 8, "lam": 128, "cg_tol": 1e-5, "cg_maxiter": 25}
 
 
-def _grid_extents(h: int, w: int, yuv_max, sigmas: tuple[float, float, float]) -> list[int]:
+def _grid_extents(h: int, w: int, sigmas: tuple[float, float, float]) -> list[int]:
     """Sizes of the box that holds every vertex coordinate shifted by 1, one cell wider on each side,
     so the +-1 neighbours of every vertex hash without wrap-around (unlike the reference's 255**d
-    hash, which collides once a coordinate reaches 255, e.g. very wide images)."""
+    hash, which collides once a coordinate reaches 255, e.g. very wide images). Vertices are
+    numbered in key order, which the extents do not change."""
     spatial, luma, chroma = sigmas
     extents = [int((w - 1) / spatial) + 3, int((h - 1) / spatial) + 3,
-               int(yuv_max[0] / luma) + 3, int(yuv_max[1] / chroma) + 3, int(yuv_max[2] / chroma) + 3]
+               int(YUV_MAX[0] / luma) + 3, int(YUV_MAX[1] / chroma) + 3, int(YUV_MAX[2] / chroma) + 3]
     if np.prod(np.array(extents, dtype=np.float64)) >= 2.0 ** 62:
         raise ValueError("bilateral grid too fine to hash in int64; increase the sigmas")
     return extents
@@ -67,14 +69,14 @@ def bilateral_grid(image: np.ndarray, sigma_spatial: float, sigma_luma: float,
     pixel i falls in vertex floor((x, y, luma, u, v) / sigma)) and the blur B (V, V), the [1 2 1]
     blur along each of the 5 axes, summed, between the vertices that exist."""
     h, w = image.shape[:2]
-    yuv = image.reshape(-1, 3).astype(np.float64) @ RGB_TO_YUV.T + YUV_OFFSET
-    extents = _grid_extents(h, w, yuv.max(0), (sigma_spatial, sigma_luma, sigma_chroma))
-    yuv = yuv.reshape(h, w, 3)
+    extents = _grid_extents(h, w, (sigma_spatial, sigma_luma, sigma_chroma))
+    rgb = image.transpose(2, 0, 1).astype(np.float64)  # channel planes: three axpys, not an (N, 3) x (3, 3) matmul
+    yuv = [sum(rgb[c] * RGB_TO_YUV[i, c] for c in range(3)) + YUV_OFFSET[i] for i in range(3)]
     coords = [(np.arange(w) / sigma_spatial).astype(np.int64)[None, :],
               (np.arange(h) / sigma_spatial).astype(np.int64)[:, None],
-              (yuv[..., 0] / sigma_luma).astype(np.int64),
-              (yuv[..., 1] / sigma_chroma).astype(np.int64),
-              (yuv[..., 2] / sigma_chroma).astype(np.int64)]
+              (yuv[0] / sigma_luma).astype(np.int64),
+              (yuv[1] / sigma_chroma).astype(np.int64),
+              (yuv[2] / sigma_chroma).astype(np.int64)]
     key = np.zeros((h, w), dtype=np.int64)
     for c, e in zip(coords, extents):
         key = key * e + (c + 1)
@@ -85,18 +87,20 @@ def bilateral_grid(image: np.ndarray, sigma_spatial: float, sigma_luma: float,
     vertices, rank = found[order], np.empty_like(order)
     rank[order] = np.arange(len(order))
     n_vertices = len(vertices)
-    # Neighbour along axis d is the key +-stride_d; it is a vertex iff that key occurs in the grid.
-    rows, cols = [], []
-    for stride in _strides(extents):
-        for offset in (-stride, stride):
-            pos = np.searchsorted(vertices, vertices + offset).clip(max=n_vertices - 1)
-            hit = np.flatnonzero(vertices[pos] == vertices + offset)
-            rows.append(hit)
-            cols.append(pos[hit])
-    centre = np.arange(n_vertices)
-    rows, cols = np.concatenate(rows + [centre]), np.concatenate(cols + [centre])
-    weights = np.concatenate([np.ones(len(rows) - n_vertices), np.full(n_vertices, 2.0 * AXES)])
-    blur = sparse.csr_matrix((weights, (rows, cols)), shape=(n_vertices, n_vertices))
+    # Neighbour along axis d is the key + stride_d; it is a vertex iff that key occurs in the grid
+    # (the - stride_d neighbours are the same pairs reversed). A (V, 1 + 2 * AXES) table of them, -1
+    # where absent, read row by row, is B in CSR form with no sort: the centre first in each row.
+    table = np.full((n_vertices, 1 + 2 * AXES), -1, dtype=np.int64)
+    table[:, 0] = np.arange(n_vertices)
+    for d, stride in enumerate(_strides(extents)):
+        pos = np.searchsorted(vertices, vertices + stride).clip(max=n_vertices - 1)
+        hit = np.flatnonzero(vertices[pos] == vertices + stride)
+        table[hit, 1 + 2 * d], table[pos[hit], 2 + 2 * d] = pos[hit], hit
+    present = table >= 0
+    weights = np.where(present, 1.0, 0.0)
+    weights[:, 0] = 2.0 * AXES
+    indptr = np.concatenate([[0], np.cumsum(present.sum(1))])
+    blur = sparse.csr_matrix((weights[present], table[present], indptr), shape=(n_vertices, n_vertices))
     return rank[codes], blur
 
 
@@ -186,11 +190,12 @@ def bilateral_solve_torch(image: torch.Tensor, target: torch.Tensor, confidence:
     the same grid, system and iterations in float64, so the answers agree to rounding (tested)."""
     h, w = target.shape
     device = image.device
-    yuv = image.double() @ torch.from_numpy(RGB_TO_YUV.T).to(device) + torch.from_numpy(YUV_OFFSET).to(device)
-    extents = _grid_extents(h, w, yuv.reshape(-1, 3).amax(0).tolist(), (sigma_spatial, sigma_luma, sigma_chroma))
+    extents = _grid_extents(h, w, (sigma_spatial, sigma_luma, sigma_chroma))
+    rgb = image.permute(2, 0, 1).double()
+    yuv = [sum(rgb[c] * float(RGB_TO_YUV[i, c]) for c in range(3)) + float(YUV_OFFSET[i]) for i in range(3)]
     scale = lambda n, sigma: (torch.arange(n, device=device, dtype=torch.float64) / sigma).long()  # noqa: E731
-    coords = [scale(w, sigma_spatial)[None, :], scale(h, sigma_spatial)[:, None], (yuv[..., 0] / sigma_luma).long(),
-              (yuv[..., 1] / sigma_chroma).long(), (yuv[..., 2] / sigma_chroma).long()]
+    coords = [scale(w, sigma_spatial)[None, :], scale(h, sigma_spatial)[:, None], (yuv[0] / sigma_luma).long(),
+              (yuv[1] / sigma_chroma).long(), (yuv[2] / sigma_chroma).long()]
     key = torch.zeros((h, w), dtype=torch.long, device=device)
     for c, e in zip(coords, extents):
         key = key * e + (c + 1)
@@ -221,33 +226,45 @@ def bilateral_solve_torch(image: torch.Tensor, target: torch.Tensor, confidence:
     return y[vertex].view(h, w)
 
 
-def refine_mask(image: np.ndarray, mask: np.ndarray, *, max_side: int | None = None, device: str = "cpu",
-                **params) -> np.ndarray:
-    """Snap a coarse boolean mask (H, W) to the image's edges: solver output > 0.5, as TokenCut.
+def working_size(height: int, width: int, max_side: int | None) -> tuple[int, int]:
+    """(h, w) the solver works at: the image shrunk so that its longer side is at most ``max_side``
+    (None: its own size)."""
+    scale = 1.0 if max_side is None else min(1.0, max_side / max(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
 
-    ``max_side``: solve on the image shrunk (area average) so that its longer side is at most this
-    many pixels, sigma_spatial scaled alike, and bring the solution back bilinearly (the grid and
-    the conjugate gradients then cost a fraction of full resolution). None: at the image's own
-    size. ``device``: where the solver runs, NumPy/SciPy on the CPU, torch elsewhere (CUDA).
-    ``params``: the solver's settings (`DEFAULTS`).
+
+def refine(image: Image.Image | np.ndarray, target: np.ndarray, *, device: str = "cpu", **params) -> np.ndarray:
+    """Snap a soft foreground ``target`` (h, w) in [0, 1], given at the working size, to the edges of
+    ``image`` (H, W, 3): the image is shrunk to (h, w) (area average) with sigma_spatial scaled
+    alike, solved there, and the solution brought back bilinearly to (H, W); foreground where it
+    is > 0.5, as TokenCut. ``device``: where the solver runs, NumPy/SciPy on the CPU, torch
+    elsewhere (CUDA). ``params``: the solver's settings (`DEFAULTS`)."""
+    image = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
+    (h, w), full = target.shape, (image.width, image.height)
+    if (w, h) != full:
+        image = image.resize((w, h), Image.BOX)
+        params["sigma_spatial"] = params.get("sigma_spatial", DEFAULTS["sigma_spatial"]) * w / full[0]
+    pixels = np.asarray(image.convert("RGB"))
+    if torch.device(device).type == "cpu":
+        solution = bilateral_solve(pixels, target, **params)
+    else:
+        solution = bilateral_solve_torch(torch.from_numpy(np.ascontiguousarray(pixels)).to(device),
+                                         torch.from_numpy(np.ascontiguousarray(target)).to(device), **params).cpu().numpy()
+    if (w, h) != full:
+        solution = np.asarray(Image.fromarray(solution.astype(np.float32)).resize(full, Image.BILINEAR))
+    return solution > 0.5
+
+
+def refine_mask(image: Image.Image | np.ndarray, mask: np.ndarray, *, max_side: int | None = None, device: str = "cpu",
+                **params) -> np.ndarray:
+    """Snap a coarse boolean mask (H, W) to the image's edges (`refine`), solving at
+    `working_size(H, W, max_side)` on the mask's area average there.
 
     TokenCut then also fills holes and keeps the largest component; that is left to the caller
     (see `deepcut.masks.largest_component`).
     """
-    h, w = mask.shape
-    scale = 1.0 if max_side is None else min(1.0, max_side / max(h, w))
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    if scale < 1.0:
-        image = np.asarray(Image.fromarray(image).resize(size, Image.BOX))
-        params["sigma_spatial"] = params.get("sigma_spatial", DEFAULTS["sigma_spatial"]) * size[0] / w
+    h, w = working_size(*mask.shape, max_side)
     target = mask.astype(np.float32)
-    if scale < 1.0:
-        target = np.asarray(Image.fromarray(target).resize(size, Image.BOX))  # each small pixel's foreground share
-    if torch.device(device).type == "cpu":
-        solution = bilateral_solve(image, target, **params)
-    else:
-        solution = bilateral_solve_torch(torch.from_numpy(np.ascontiguousarray(image)).to(device),
-                                         torch.from_numpy(target).to(device), **params).cpu().numpy()
-    if scale < 1.0:
-        solution = np.asarray(Image.fromarray(solution.astype(np.float32)).resize((w, h), Image.BILINEAR))
-    return solution > 0.5
+    if (h, w) != mask.shape:
+        target = np.asarray(Image.fromarray(target).resize((w, h), Image.BOX))  # each small pixel's foreground share
+    return refine(image, target, device=device, **params)

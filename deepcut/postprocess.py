@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from deepcut.bilateral import refine_mask
+from deepcut.bilateral import refine, working_size
 from deepcut.errors import ConfigError, check_key, is_whole
-from deepcut.masks import grid_box, labels_within, largest_component, mask_to_box, upsample_labels
+from deepcut.masks import grid_box, grid_coverage, labels_within, largest_component, mask_to_box, upsample_labels
 
 UPSAMPLE = {"nearest": "each pixel takes its patch's label", "bilinear": "edges between patch centres"}
 BOX_FROM = {"coarse": "the box of the mask before the bilateral solver", "refined": "after it"}
@@ -66,16 +66,24 @@ class Postprocess:
         if self.largest_component:
             labels = torch.where(largest_component(labels > 0), labels, 0)
         size = (image.height, image.width)
-        full = upsample_labels(labels, size, self.upsample)
-        mask = coarse = full > 0
+        grid_level = self.upsample == "nearest" and size[0] >= labels.shape[0] and size[1] >= labels.shape[1]
         if self.bilateral:
-            mask = torch.from_numpy(refine_mask(np.asarray(image), coarse.numpy(), device=self.device,
-                                                **self.bilateral_params))
-            full = labels_within(labels, full, mask, self.upsample)
+            params = dict(self.bilateral_params)
+            work = working_size(*size, params.pop("max_side", None))
+            if grid_level:  # the coarse mask's area average at the working size, from the grid
+                target = grid_coverage(labels > 0, size, work)
+            else:
+                coarse = (upsample_labels(labels, size, self.upsample) > 0).numpy().astype(np.float32)
+                target = np.asarray(Image.fromarray(coarse).resize(work[::-1], Image.BOX)) if work != size else coarse
+            mask = torch.from_numpy(refine(image, target, device=self.device, **params))
+            full = labels_within(labels, mask, self.upsample)
+        else:
+            full = upsample_labels(labels, size, self.upsample)
+            mask = full > 0
         if self.box_from == "refined":
             box = mask_to_box(mask)
-        elif self.upsample == "nearest" and size[0] >= labels.shape[0] and size[1] >= labels.shape[1]:
+        elif grid_level:
             box = grid_box(labels, size)  # the coarse mask is the grid's, block by block
         else:
-            box = mask_to_box(coarse)
+            box = mask_to_box(upsample_labels(labels, size, self.upsample) > 0)
         return full, mask, box

@@ -7,7 +7,7 @@ from PIL import Image
 
 from deepcut.bilateral import refine_mask
 from deepcut.errors import ConfigError
-from deepcut.masks import grid_box, mask_to_box, upsample_labels
+from deepcut.masks import grid_box, grid_coverage, mask_to_box, upsample_labels
 from deepcut.postprocess import Postprocess
 
 
@@ -85,3 +85,18 @@ def test_overlapped_post_processing_writes_what_the_sequential_path_writes(tmp_p
     for name in a["id"]:
         assert np.array_equal(np.asarray(Image.open(runs["false"] / "labels" / f"{name}.png")),
                               np.asarray(Image.open(runs["true"] / "labels" / f"{name}.png")))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_grid_coverage_is_the_area_average_of_the_upsampled_mask(seed):
+    """The solver's target comes from the grid: equal to the full-size mask averaged over each
+    working pixel's area, computed here exactly by supersampling (each pixel repeated work times)."""
+    rng = np.random.default_rng(seed)
+    h, w = rng.integers(2, 9, size=2)
+    foreground = torch.from_numpy(rng.random((h, w)) < 0.5)
+    size = (int(rng.integers(h, 40)), int(rng.integers(w, 40)))
+    work = (int(rng.integers(1, size[0] + 1)), int(rng.integers(1, size[1] + 1)))
+    full = upsample_labels(foreground.long(), size).numpy().astype(np.float64)
+    fine = full.repeat(work[0], 0).repeat(work[1], 1)  # (H * wh, W * ww): each working pixel is H x W of these
+    exact = fine.reshape(work[0], size[0], work[1], size[1]).mean(axis=(1, 3))
+    np.testing.assert_allclose(grid_coverage(foreground, size, work), exact, atol=1e-6)

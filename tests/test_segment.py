@@ -332,16 +332,16 @@ def test_labels_follow_the_refined_mask():
     mask = torch.zeros(4, 4, dtype=torch.bool)
     mask[1:3, 1:4] = True  # the refinement drops nothing here, adds column 3 and rows 1-2
     mask[2, 1] = False     # and removes one part pixel
-    out = labels_within(labels, labels, mask)  # patch grid = image grid here
+    out = labels_within(labels, mask)  # patch grid = image grid here
     assert torch.equal(out > 0, mask)
     assert out[1, 3] == 2 and out[2, 3] == 1 and out[2, 2] == 1 and out[1, 1] == 2  # nearest part's label
     empty = torch.zeros(3, 3, dtype=torch.long)
-    assert torch.equal(labels_within(empty, empty, torch.ones(3, 3, dtype=torch.bool)), torch.ones(3, 3, dtype=torch.long))
+    assert torch.equal(labels_within(empty, torch.ones(3, 3, dtype=torch.bool)), torch.ones(3, 3, dtype=torch.long))
     # At image size, a pixel the refinement adds takes the label of the nearest foreground patch.
     full = upsample_labels(labels, (8, 8))
     wide = torch.zeros(8, 8, dtype=torch.bool)
     wide[2:6, 2:8] = True
-    out = labels_within(labels, full, wide)
+    out = labels_within(labels, wide)
     assert torch.equal(out > 0, wide) and out[2, 7] == 2 and out[5, 7] == 1 and torch.equal(out[2:6, 2:6], full[2:6, 2:6])
 
 
