@@ -26,8 +26,18 @@ def test_settings_compose_the_project_configs_on_top_of_the_paper_recipe():
     paper = bench.compose_config([])
     assert paper.backbone.name == "vit_small_patch8_224.dino" and paper.backbone.weights == "random"
     assert bench.is_paper_setting(paper)
+    # The paper recipe is experiment=base/paper itself: no bilateral solver (it once timed the solver).
+    run_paper = bench.compose_run_config("deepcut", ["experiment=base/paper"])
+    assert paper.postprocess == run_paper.postprocess and not paper.postprocess.bilateral
+    assert {g: paper[g] for g in ("graph", "gnn", "loss", "optimizer", "mode")} == \
+        {g: run_paper[g] for g in ("graph", "gnn", "loss", "optimizer", "mode")}
     for overrides in (["backbone=tiny_random"], ["graph=default"], ["backbone.stride=4"], ["optimizer.steps=20"]):
         assert not bench.is_paper_setting(bench.compose_config(overrides)), overrides
+    # --settings default is what run.py runs; operational overrides keep it the default.
+    assert bench.compose_config([], "default") == bench.compose_run_config("deepcut")
+    assert not bench.is_paper_setting(bench.compose_config([], "default"))
+    assert bench.is_default_setting("default", ["device=cpu", "num_workers=2"])
+    assert not bench.is_default_setting("default", ["loss.k=3"]) and not bench.is_default_setting("paper", [])
 
 
 def test_targets_are_data_judged_at_paper_settings_only():
@@ -38,7 +48,7 @@ def test_targets_are_data_judged_at_paper_settings_only():
     rows = pd.DataFrame([stage("method", 0.05), stage("backbone", 0.4), stage("end_to_end", 0.6),
                          {"section": "default", "setting": bench.DEFAULT_SETTING, "metric": "method", "median": 0.12}])
     scaling = [{"n": 4761, "graph": "dense", "method_s": 2.0, "peak_rss_gib": 0.5}]
-    checks = {c["target"]: c for c in bench.targets(rows, scaling, paper=True)}
+    checks = {c["target"]: c for c in bench.targets(rows, scaling, "paper")}
     assert checks["paper: GNN stage (graph + GNN + labels) per image"]["status"] == "PASS"  # 0.05 <= 0.08
     assert checks["paper: GNN stage / backbone forward"]["measured"] == "12.5%"
     assert checks["paper: end-to-end / backbone forward"]["status"] == "MISS"  # 1.5x > 1.3x
@@ -47,7 +57,14 @@ def test_targets_are_data_judged_at_paper_settings_only():
     assert checks["stride 4 (N = 4761): GNN stage"]["status"] == "MISS"
     assert checks["stride 4 (N = 4761): peak RSS increase"]["status"] == "PASS"
     assert checks["cache: warm sweep point vs cold, per image"]["status"] == "n/a"  # not measured
-    assert {c["status"] for c in bench.targets(rows, scaling, paper=False)} <= {"n/a", "INFO"}
+    assert checks["default: mask post-processing / backbone forward (issue 25)"]["status"] == "n/a"  # not these settings
+    assert {c["status"] for c in bench.targets(rows, scaling, None)} <= {"n/a", "INFO"}
+    rows = pd.concat([rows, pd.DataFrame([stage("post", 0.1)])])
+    default = {c["target"]: c for c in bench.targets(rows, scaling, "default")}
+    assert default["default: mask post-processing / backbone forward (issue 25)"]["measured"] == "25.0%"
+    assert default["default: mask post-processing / backbone forward (issue 25)"]["status"] == "PASS"  # <= 30 %
+    assert default["default: GNN stage / backbone forward"]["status"] == "PASS"  # 0.05 / 0.4
+    assert default["paper: end-to-end / backbone forward"]["status"] == "n/a"
 
 
 def test_default_output_is_a_new_ignored_folder():
