@@ -3,7 +3,7 @@ start -> log_image (per image) -> log_summary -> finish (always, even when the j
 
 RunLogger is the default: results.csv and summary.json (written by deepcut.results) are the
 local record; it adds run_info.json (the commit and command that produced the run), which
-experiments/make_tables.py reports next to each run. WandbLogger (`logger=wandb`) does the same
+deepcut.tables reports next to each run. WandbLogger (`logger=wandb`) does the same
 and also sends the run to Weights & Biases.
 """
 from __future__ import annotations

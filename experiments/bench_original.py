@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib
+import importlib.util
 import os
 import platform
 import statistics
@@ -54,7 +55,6 @@ import pandas as pd
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from deepcut.api import compose_config, segmenter_from_config  # noqa: E402
 from deepcut.graph import gram  # noqa: E402
@@ -74,8 +74,12 @@ def load_original(path: Path):
             stub = types.ModuleType(name)
             stub.njit = lambda *a, **k: (lambda f: f)  # numba.njit(...) decorates discr_ncut, unused here
             sys.modules[name] = stub
-    sys.path.insert(0, str(path))
-    return importlib.import_module("util"), importlib.import_module("gnn_pool")
+    def load(name: str):  # from the checkout itself, under the names its modules import each other by
+        spec = importlib.util.spec_from_file_location(name, path / f"{name}.py")
+        module = sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return load("util"), load("gnn_pool")
 
 
 class Original:

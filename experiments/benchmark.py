@@ -59,17 +59,16 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "experiments")]
 
 from deepcut.fit import build_graph  # noqa: E402
 from deepcut.methods.deepcut import DeepCut  # noqa: E402
 from deepcut.seeds import derive_seed  # noqa: E402
-from make_tables import Table, to_markdown  # noqa: E402
 from deepcut.api import segmenter_from_config  # noqa: E402
 from deepcut.cache import FeatureCache  # noqa: E402
 from deepcut.datasets import load_image  # noqa: E402
 from deepcut.features import grid_size  # noqa: E402
 from deepcut.loggers import git_state  # noqa: E402
+from deepcut.tables import Table, to_markdown  # noqa: E402
 from deepcut.pipeline import Extractor  # noqa: E402
 
 from deepcut.config import compose_config as compose_run_config  # noqa: E402
@@ -531,7 +530,7 @@ def targets(rows: pd.DataFrame, scaling: list[dict], judged: str | None) -> list
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
-    """A table of figures, written by make_tables' Markdown writer (one for every table)."""
+    """A table of figures, written by deepcut.tables' Markdown writer (one for every table)."""
     def fmt(v):
         if isinstance(v, float):
             return "-" if math.isnan(v) else f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"

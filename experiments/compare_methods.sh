@@ -2,7 +2,7 @@
 # Every method on identical features, on SOD-, VOC- and COCO-style data, three seeds where a method
 # is random. Usage: experiments/compare_methods.sh DATA OUT [extra overrides...]
 #   DATA holds sod/ (images/, masks/), VOCdevkit/VOC2012/ and coco/ (train2017/, annotations/).
-# Then: python experiments/make_tables.py OUT --out OUT/tables
+# Then: python -m deepcut.tables OUT --out OUT/tables
 set -euo pipefail
 data=$(realpath "$1"); out=$2; shift 2
 cd "$(dirname "$0")/.."

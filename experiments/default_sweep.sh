@@ -9,7 +9,7 @@
 # Stages 5-6 (second round) look at the levers the first round left (the graph, the feature, the
 # reading of clusters as foreground) and confirm the new default, K = 5 read with the frame rule;
 # stage 7 tries the token facet on it.
-# Tables: python experiments/make_tables.py OUT/<stage> (pools seeds into mean ± std).
+# Tables: python -m deepcut.tables OUT/<stage> (pools seeds into mean ± std).
 set -euo pipefail
 { # bash reads a script as it runs it: the braces make it read this one whole first, so an edit
   # made while a long sweep runs cannot change (or break) the rest of that run

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Tables 1 and 2 from real runs: every method on identical (cached) features, with and without the
 # bilateral solver (+BS), on ECSSD, DUTS-TE, VOC07, VOC12, COCO and CUB (boxes: CorLoc); then the
-# tables (experiments/make_tables.py).
+# tables (deepcut.tables).
 #   experiments/paper_tables.sh DATA OUT [extra overrides...]
 # DATA holds ECSSD/, DUTS-TE/, VOCdevkit/VOC2007/, VOCdevkit/VOC2012/, coco/ (train2017/ +
 # annotations/) and CUB/ in their official layouts (datasets/*/README.md). LIMIT=N runs the first N
@@ -61,6 +61,6 @@ for d in "${datasets[@]}"; do
   # The paper's recipe: no +BS twin (its masks are empty on these features, see paper_numbers.yaml).
   run paper_recipe method=deepcut loss=ncut loss.k=2 mode.background=border graph=paper optimizer=paper seed="$seeds" postprocess.bilateral=false
 done
-python experiments/make_tables.py "$out" --out "$out/tables"
+python -m deepcut.tables "$out" --out "$out/tables"
 exit
 }

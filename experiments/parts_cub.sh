@@ -46,8 +46,7 @@ done
 python - "$out" "$crop" <<'EOF'
 import json, sys
 from pathlib import Path
-sys.path.insert(0, "experiments")
-from make_tables import Table, mean_std, to_markdown
+from deepcut.tables import Table, mean_std, to_markdown
 
 out, crop = Path(sys.argv[1]), sys.argv[2]
 names = {"per_image": "DeepCut N-cut parts, per image (gnn.init=per_image)",

@@ -9,7 +9,7 @@
 #    spread (one std over seeds 0-2) of the full-size solver on every set.
 # 2. optimizer.restarts = 4, 8, 16 with the chosen post-processing on SOD and DUTS-TE shard 0, seeds 0-2.
 # Timing is not read from these runs (one thread, a shared machine): see experiments/benchmark.py.
-# Tables: python experiments/make_tables.py OUT/<stage> (pools seeds into mean ± std).
+# Tables: python -m deepcut.tables OUT/<stage> (pools seeds into mean ± std).
 set -euo pipefail
 { # read whole before running, so an edit during a long sweep cannot change the rest of it
 data=$(realpath "$1"); out=$2

@@ -28,7 +28,6 @@ import torch
 from hydra.utils import instantiate
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from deepcut.api import compose_config, segmenter_from_config  # noqa: E402
 from deepcut.cache import FeatureCache  # noqa: E402

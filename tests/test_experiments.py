@@ -1,5 +1,5 @@
 """The experiment framework: every experiment/launcher/sweeper config composes, and real sweeps run
-through the joblib, submitit-local and optuna plugins, then experiments/make_tables.py turns them
+through the joblib, submitit-local and optuna plugins, then experiments/tables.py turns them
 into the tables (subprocesses through Hydra, as a user runs them)."""
 import importlib.util
 import json
@@ -24,13 +24,12 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
-sys.path.insert(0, str(ROOT / "experiments"))
-import make_tables  # noqa: E402
-from deepcut.methods import create_method  # noqa: E402
+from deepcut import tables
+from deepcut.methods import create_method
 
 EXPERIMENTS = sorted(str(p.relative_to(CONFIGS / "experiment").with_suffix("")) for p in (CONFIGS / "experiment").rglob("*.yaml"))
 PAPER = [e for e in EXPERIMENTS if e.startswith("paper_")]
-PAPER_NUMBERS = OmegaConf.to_container(OmegaConf.load(ROOT / "experiments" / "paper_numbers.yaml"))
+PAPER_NUMBERS = OmegaConf.to_container(OmegaConf.load(tables.PAPER_NUMBERS))
 DEV_TABLES = PAPER_NUMBERS.pop("dev_tables")  # the tables of experiments/paper_tables.sh
 TINY = ["backbone=tiny_random"]
 IN_TURN = ["launcher=basic"]  # sweeps whose jobs are quick: no worker processes to start
@@ -165,10 +164,10 @@ def test_the_configs_default_fills_one_dev_table_row():
         cfg = compose("config", overrides=["dataset=ecssd"], return_hydra_config=True)
     run = {"_choices": OmegaConf.to_container(cfg.hydra.runtime.choices), "_config": cfg}
     for key in ("table1", "table2"):
-        rows = [name for name, match, _ in make_tables.dev_rows(DEV_TABLES[key]) if make_tables.matches(run, match)]
+        rows = [name for name, match, _ in tables.dev_rows(DEV_TABLES[key]) if tables.matches(run, match)]
         assert rows == ["DeepCut N-cut (centred, K = 5, frame rule, 4 restarts, vote) + BS"]
         run_k2 = {**run, "_config": OmegaConf.merge(cfg, {"loss": {"k": 2}})}  # issue 16's first-round default
-        rows = [name for name, match, _ in make_tables.dev_rows(DEV_TABLES[key]) if make_tables.matches(run_k2, match)]
+        rows = [name for name, match, _ in tables.dev_rows(DEV_TABLES[key]) if tables.matches(run_k2, match)]
         assert rows == ["DeepCut N-cut (centred, 4 restarts, vote) + BS"]
 
 
@@ -242,7 +241,7 @@ def test_joblib_sweep_over_two_losses_and_its_table(tmp_path, photos):
     loss = {job: OmegaConf.load(sweep / job / ".hydra" / "config.yaml").loss.name for job in done}
     assert sorted(loss.values()) == ["cc", "ncut"]
 
-    assert make_tables.main([str(sweep), "--out", str(tmp_path / "tables")]) == 0
+    assert tables.main([str(sweep), "--out", str(tmp_path / "tables")]) == 0
     out = tmp_path / "tables"
     assert not (out / "paper_tables.md").exists()  # no paper experiment in this sweep
     header = (out / "sweep.md").read_text().splitlines()[2]
@@ -272,7 +271,7 @@ def test_seed_sweep_of_a_paper_experiment_fills_its_cell_with_mean_and_std(tmp_p
     run("-m", "experiment=paper_table2_ecssd_ncut", "seed=1,2", *TINY, *photos, *IN_TURN, f"hydra.sweep.dir={sweep}")
     done = summaries(sweep)
     assert len(done) == 2
-    make_tables.main([str(sweep), "--out", str(tmp_path / "tables")])
+    tables.main([str(sweep), "--out", str(tmp_path / "tables")])
     md = (tmp_path / "tables" / "paper_tables.md").read_text()
     values = [100 * s["miou"] for s in done.values()]
     mean, std = float(np.mean(values)), float(np.std(values, ddof=1))
@@ -289,7 +288,7 @@ def test_seed_sweep_of_a_paper_experiment_fills_its_cell_with_mean_and_std(tmp_p
 def test_method_sweep_gives_a_side_by_side_table(tmp_path, photos):
     sweep = tmp_path / "sweep"
     run("-m", "method=deepcut,tokencut,lost,dsm,kmeans", *TINY, *photos, *IN_TURN, f"hydra.sweep.dir={sweep}")
-    make_tables.main([str(sweep), "--out", str(tmp_path / "tables")])
+    tables.main([str(sweep), "--out", str(tmp_path / "tables")])
     header = (tmp_path / "tables" / "sweep.md").read_text().splitlines()[2]
     columns = [c.strip() for c in header.strip("|").split(" | ")]
     rows = markdown_rows(tmp_path / "tables" / "sweep.md")
@@ -393,7 +392,7 @@ def nine_photos(tmp_path_factory):
 
 @pytest.mark.slow
 def test_a_split_run_merges_to_exactly_the_unsharded_summary(tmp_path, nine_photos):
-    """3 shards (each its own run dir) merged by make_tables.py and by evaluate.py give the summary
+    """3 shards (each its own run dir) merged by tables.py and by evaluate.py give the summary
     of the unsharded run, number for number."""
     whole, split = tmp_path / "whole", tmp_path / "split"
     run(*TINY, *nine_photos, f"hydra.run.dir={whole}")
@@ -406,14 +405,15 @@ def test_a_split_run_merges_to_exactly_the_unsharded_summary(tmp_path, nine_phot
     keys = ["miou", "acc", "max_f_beta", "mae", "s_measure", "mean_e_measure", "max_e_measure", "n_images",
             "n_evaluated", "n_failed", "n_degenerate"]
 
-    merged = make_tables.find_runs([split])[0]
+    merged = tables.find_runs([split])[0]
     assert len(merged) == 1  # one run over the whole data set, not three
     row = merged.iloc[0]
     assert {k: row[k] for k in keys} == {k: expected[k] for k in keys}
     assert "dataset.shard" not in row["variant"] and "(3 shards)" in row["run_dir"]
 
-    sys.path.insert(0, str(ROOT))
-    import evaluate
+    spec = importlib.util.spec_from_file_location("evaluate", ROOT / "evaluate.py")
+    evaluate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(evaluate)
     merged_eval = evaluate.main([str(split / str(i)) for i in range(3)])
     assert {k: merged_eval[k] for k in keys} == {k: expected[k] for k in keys}
     assert (split / "merged_evaluation.json").exists()
@@ -422,7 +422,7 @@ def test_a_split_run_merges_to_exactly_the_unsharded_summary(tmp_path, nine_phot
 
 
 def _fake_run(path: Path, choices: dict, bilateral: bool, seed: int, summary: dict, config: dict | None = None) -> None:
-    """A finished run directory as run.py leaves it (only what make_tables.py reads); `config`: more
+    """A finished run directory as run.py leaves it (only what tables.py reads); `config`: more
     of its composed config (nested keys)."""
     (path / ".hydra").mkdir(parents=True)
     composed = OmegaConf.merge({"seed": seed, "method": {"name": choices["method"]}, "postprocess": {"bilateral": bilateral}},
@@ -446,7 +446,7 @@ def test_dev_tables_put_paper_ours_and_difference_in_each_cell(tmp_path):
               {"backbone": {"center": True}, "optimizer": {"restarts": 8, "steps": 10}, "loss": {"k": 2}})
     _fake_run(tmp_path / "t_bs", {"method": "tokencut"}, True, 0, {"dataset": "ecssd", "miou": 0.70})
     _fake_run(tmp_path / "t_voc", {"method": "tokencut"}, False, 0, {"dataset": "voc07", "corloc": 60.0})
-    result = make_tables.make_tables([tmp_path], tmp_path / "tables")
+    result = tables.make_tables([tmp_path], tmp_path / "tables")
     md = result["files"]["dev_md"].read_text()
     table2 = md.split("### Table 2: foreground segmentation")[1].split("###")[0]
     rows = {r[0]: r for r in markdown_rows_of(table2)}
@@ -472,7 +472,7 @@ def test_a_dev_table_cell_pools_seeds_of_one_recipe_only(tmp_path):
     _fake_run(tmp_path / "shard", lost, True, 0, {"dataset": "duts_te", "miou": 0.90, "n_images": 99})
     _fake_run(tmp_path / "token", lost, True, 0, {"dataset": "duts_te", "miou": 0.10, "n_images": 1671},
               {"backbone": {"facet": "token"}})
-    result = make_tables.make_tables([tmp_path], tmp_path / "tables")
+    result = tables.make_tables([tmp_path], tmp_path / "tables")
     table2 = result["files"]["dev_md"].read_text().split("### Table 2: foreground segmentation")[1].split("###")[0]
     d = 1 + 3 * list(DEV_TABLES["table2"]["columns"]).index("DUTS-TE")
     assert {r[0]: r for r in markdown_rows_of(table2)}["LOST + BS"][d:d + 3] == ["57.2", "41.0 ± 1.4", "-16.2"]
