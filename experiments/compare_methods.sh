@@ -14,5 +14,5 @@ for d in "${datasets[@]}"; do
   # shellcheck disable=SC2086
   python run.py -m $d method=whole,tokencut,lost,dsm,kmeans hydra.sweep.dir="$out/$name/peers" "$@"
   python run.py -m $d method=deepcut seed=0,1,2 hydra.sweep.dir="$out/$name/deepcut" "$@"
-  python run.py -m $d method=deepcut graph=paper optimizer=paper loss.k=2 mode.background=border seed=0,1,2 hydra.sweep.dir="$out/$name/paper_recipe" "$@"
+  python run.py -m $d experiment=base/paper backbone=dinov2_vits14_offline method=deepcut seed=0,1,2 hydra.sweep.dir="$out/$name/paper_recipe" "$@"
 done

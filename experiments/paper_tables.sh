@@ -59,7 +59,7 @@ for d in "${datasets[@]}"; do
   run deepcut_cc method=deepcut loss=cc "${recipe16[@]}" seed="$seeds" postprocess.bilateral="$bs"
   [[ ${#new_default[@]} -eq 0 ]] || run deepcut_new_default method=deepcut loss=ncut "${new_default[@]}" seed="$seeds"
   # The paper's recipe: no +BS twin (its masks are empty on these features, see paper_numbers.yaml).
-  run paper_recipe method=deepcut loss=ncut loss.k=2 mode.background=border graph=paper optimizer=paper seed="$seeds" postprocess.bilateral=false
+  run paper_recipe experiment=base/paper backbone=dinov2_vits14_offline method=deepcut loss=ncut seed="$seeds"
 done
 python -m deepcut.tables "$out" --out "$out/tables"
 exit

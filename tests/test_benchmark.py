@@ -31,7 +31,7 @@ def test_settings_compose_the_project_configs_on_top_of_the_paper_recipe():
     assert paper.postprocess == run_paper.postprocess and not paper.postprocess.bilateral
     assert {g: paper[g] for g in ("graph", "gnn", "loss", "optimizer", "mode")} == \
         {g: run_paper[g] for g in ("graph", "gnn", "loss", "optimizer", "mode")}
-    for overrides in (["backbone=tiny_random"], ["graph=default"], ["backbone.stride=4"], ["optimizer.steps=20"]):
+    for overrides in (["backbone=tiny_random"], ["backbone.center=true"], ["backbone.stride=4"], ["optimizer.steps=20"]):
         assert not bench.is_paper_setting(bench.compose_config(overrides)), overrides
     # --settings default is what run.py runs; operational overrides keep it the default.
     assert bench.compose_config([], "default") == bench.compose_run_config("deepcut")
