@@ -13,7 +13,7 @@ from PIL import Image
 
 from deepcut import datasets as D
 from deepcut.datasets import DatasetError
-from deepcut.datasets.base import _orient, _orient_boxes
+from deepcut.datasets.io import _orient, _orient_boxes
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "data"
