@@ -13,6 +13,7 @@ from PIL import Image
 
 from deepcut import datasets as D
 from deepcut.datasets import DatasetError
+from deepcut.datasets.io import _orient, _orient_boxes
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "data"
@@ -408,9 +409,9 @@ def test_box_rotation_matches_pil(orientation):
     w, h, box = 60, 40, np.array([[30, 5, 50, 15]], np.float32)
     marked = np.zeros((h, w), np.uint8)
     marked[5:15, 30:50] = 255
-    upright = np.asarray(D._orient(Image.fromarray(marked), orientation)) > 0
+    upright = np.asarray(_orient(Image.fromarray(marked), orientation)) > 0
     ys, xs = np.nonzero(upright)
-    assert D._orient_boxes(box, orientation, (w, h)).tolist() == [[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]]
+    assert _orient_boxes(box, orientation, (w, h)).tolist() == [[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]]
 
 
 def test_voc_boxes_follow_exif_rotation(tmp_path):

@@ -1,0 +1,139 @@
+"""Image and mask files: decoding (a broken file fails when read, by name), EXIF orientation, 16-bit
+to 8-bit, RGB conversion, the ground-truth mask rule (grey > 127) and content digests. The one
+module of the package that reads image files; `DatasetError` lives here because reading raises it.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif")
+
+
+class DatasetError(ValueError):
+    """A dataset file or folder is missing, unreadable or inconsistent; the message says which."""
+
+
+
+_ORIENTATION_TAG = 0x0112
+# EXIF orientation -> the transpose that shows the image upright (the table of PIL's exif_transpose).
+_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+              4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+              6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
+
+
+def _read(path) -> Image.Image:
+    """Open and decode now, so that an empty, truncated or non-image file fails here, by name."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise DatasetError(f"{path}: empty file (0 bytes)")
+    try:
+        image = Image.open(path)
+        image.load()
+    except (OSError, SyntaxError, ValueError) as err:  # PIL's errors for unknown, broken and truncated files
+        raise DatasetError(f"{path}: not a readable image ({err})") from err
+    return image
+
+
+def _orientation(image: Image.Image) -> int:
+    value = image.getexif().get(_ORIENTATION_TAG, 1)
+    return value if value in _TRANSPOSE else 1
+
+
+def _orient(image: Image.Image, orientation: int) -> Image.Image:
+    return image.transpose(_TRANSPOSE[orientation]) if orientation != 1 else image
+
+
+def _orient_points(xy: np.ndarray, orientation: int, size: tuple[int, int]) -> np.ndarray:
+    """(N, 2) x, y on the stored pixels -> the same points on the upright image (edge coordinates)."""
+    w, h = size
+    x, y = xy[:, 0], xy[:, 1]
+    moved = {1: (x, y), 2: (w - x, y), 3: (w - x, h - y), 4: (x, h - y),
+             5: (y, x), 6: (h - y, x), 7: (h - y, w - x), 8: (y, w - x)}[orientation]
+    return np.stack(moved, axis=1).astype(np.float32)
+
+
+def _orient_boxes(boxes: np.ndarray, orientation: int, size: tuple[int, int]) -> np.ndarray:
+    a, b = _orient_points(boxes[:, :2], orientation, size), _orient_points(boxes[:, 2:], orientation, size)
+    return np.concatenate([np.minimum(a, b), np.maximum(a, b)], axis=1)  # corners may swap
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """16/32-bit integer images -> 'L' by rescaling; PIL's convert would clip everything above 255.
+    A file that only uses 0-255 holds 8-bit data in a wider container and is kept as is."""
+    if not image.mode.startswith("I"):
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    if values.max() > 255:
+        values = values / 257.0  # 65535 -> 255
+    return Image.fromarray(np.clip(values.round(), 0, 255).astype(np.uint8))
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any decoded image (grey, RGBA, palette, CMYK, 16-bit, 1-bit) -> upright 8-bit RGB, as every
+    loader (and the Python API) reads images."""
+    orientation = _orientation(image)
+    image = _to_8bit(image)
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")  # what PIL asks for before dropping a palette's transparency
+    return _orient(image, orientation).convert("RGB")
+
+
+def _upright_rgb(path) -> tuple[Image.Image, int, tuple[int, int]]:
+    """The RGB upright image, its EXIF orientation and the stored (unrotated) size."""
+    image = _read(path)
+    return to_rgb(image), _orientation(image), image.size
+
+
+def load_image(path) -> Image.Image:
+    """Any image file (grey, RGBA, palette, CMYK, 16-bit, 1-bit) -> RGB, EXIF orientation applied."""
+    return _upright_rgb(path)[0]
+
+
+def load_mask(path, size: tuple[int, int] | None = None, image_path=None) -> np.ndarray:
+    """A ground-truth mask file -> bool (H, W): grey value > 127 on the 0-255 scale.
+
+    ``image_path``: the image the mask belongs to. A mask stored at the image's unrotated size gets
+    the image's EXIF rotation (a mask with its own orientation tag follows that tag instead).
+    ``size``: the (W, H) the mask must have; defaults to the upright size of ``image_path``.
+    """
+    mask = _read(path)
+    own = _orientation(mask)
+    if own != 1:
+        mask = _orient(mask, own)
+    elif image_path is not None:
+        with Image.open(image_path) as image:
+            stored, orientation = image.size, _orientation(image)
+        if mask.size == stored:
+            mask = _orient(mask, orientation)
+        if size is None:
+            size = stored[::-1] if orientation >= 5 else stored  # 5-8 swap width and height
+    if size is not None and mask.size != tuple(size):
+        against = f"its image {image_path}" if image_path is not None else "the image"
+        raise DatasetError(f"{path}: mask is {mask.size[0]}x{mask.size[1]} (width x height) but {against} "
+                           f"is {size[0]}x{size[1]}")
+    # Mode '1' becomes 0/255 through 'L'; a grey mask stored as 0/1 (not 0/255) is binary too:
+    # thresholding it at 127 would read every such mask as empty.
+    grey = np.asarray(_to_8bit(mask).convert("L"))
+    return grey > 0 if grey.max() == 1 else grey > 127
+
+
+def file_digest(path, chunk: int = 1 << 16) -> str:
+    """A content digest of a file that costs at most two reads of ``chunk`` bytes: its size, its
+    first and its last ``chunk`` bytes (the whole file when smaller). Images and masks of the same
+    name but different content differ in it; a file copied or moved elsewhere keeps it."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        h.update(str(size).encode())
+        h.update(f.read(chunk))
+        if size > 2 * chunk:
+            f.seek(-chunk, os.SEEK_END)
+        h.update(f.read(chunk))
+    return h.hexdigest()
