@@ -1,4 +1,6 @@
 """Backbone stage on tiny random-weight ViTs: grids, facets, checkpoints."""
+import os
+
 import pytest
 import timm
 import torch
@@ -151,3 +153,12 @@ def test_registered_weights_are_loaded_by_name(monkeypatch):
             backbone.register_weights("halves", "fake_weights:load")
     finally:
         backbone.WEIGHTS.pop("halves", None)
+
+
+def test_damaged_checkpoint_is_a_backbone_error(tmp_path):
+    from deepcut.backbone import BackboneError, read_checkpoint
+    (tmp_path / "garbage.pth").write_bytes(os.urandom(1000))
+    (tmp_path / "garbage.safetensors").write_bytes(os.urandom(1000))
+    for name in ("garbage.pth", "garbage.safetensors"):
+        with pytest.raises(BackboneError, match="not a readable checkpoint"):
+            read_checkpoint(tmp_path / name)

@@ -350,26 +350,6 @@ def test_slurm_split_command_composes_and_validates_as_written(tmp_path):
     assert sorted(ids) == [f"ILSVRC_{i:03d}" for i in range(20)]
 
 
-def test_joblib_job_gets_its_own_gpu():
-    from hydra.types import RunMode
-
-    from deepcut.sweep import job_device
-
-    def hc(mode, launcher, num):
-        return OmegaConf.create({"mode": mode, "launcher": {"_target_": launcher}, "job": {"num": num}})
-
-    joblib = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
-    four = lambda: 4  # noqa: E731  (a stand-in for torch.cuda.device_count on a 4-GPU machine)
-    assert [job_device("auto", hc(RunMode.MULTIRUN, joblib, k), four) for k in range(6)] == \
-        ["cuda:0", "cuda:1", "cuda:2", "cuda:3", "cuda:0", "cuda:1"]
-    assert job_device("auto", hc(RunMode.MULTIRUN, joblib, 3), lambda: 1) == "auto"   # one GPU: as given
-    assert job_device("auto", hc(RunMode.MULTIRUN, joblib, 3), lambda: 0) == "auto"   # CPU only
-    assert job_device("cpu", hc(RunMode.MULTIRUN, joblib, 3), four) == "cpu"          # explicit device
-    assert job_device("auto", hc(RunMode.RUN, joblib, 3), four) == "auto"             # a single run
-    slurm = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
-    assert job_device("auto", hc(RunMode.MULTIRUN, slurm, 3), four) == "auto"         # sees its own GPU only
-
-
 @pytest.fixture(scope="module")
 def nine_photos(tmp_path_factory):
     """Nine small real photos with box masks: enough images for three shards."""
