@@ -17,7 +17,7 @@ import torch
 
 from deepcut.errors import ConfigError
 from deepcut.gnn import GNNBatch, degrees, propagate
-from deepcut.graph import AFFINITIES, affinity, node_features, sparse_knn_affinity
+from deepcut.graph import AFFINITIES, affinity, cosegmentation_affinity, node_features, sparse_knn_affinity
 from deepcut.losses import LOSSES
 
 
@@ -86,6 +86,17 @@ def build_graph(features: torch.Tensor, graph: Graph = Graph(), loss: str = "ncu
         degree[i] = degrees(w[i])
         ax[i] = propagate(w[i], x[i], degree[i])
     return w, ax, degree
+
+
+def build_cosegmentation_graph(features: list[torch.Tensor], graph: Graph = Graph(), loss: str = "ncut",
+                               cross_knn: int = 10) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The (N_g, C) node features of G images -> one sparse graph over all their nodes (the images'
+    own affinities plus edges between images: graph.cosegmentation_affinity), its A_hat X
+    (1, N, C) and degrees (1, N), as `build_graph` gives for one image."""
+    name = graph.affinity or loss
+    w = cosegmentation_affinity(features, cross_knn, AFFINITIES[name], graph.alpha, graph.l2, graph.power)
+    degree = degrees(w)
+    return w, propagate(w, node_features(torch.cat(features), graph.l2), degree)[None], degree[None]
 
 
 @dataclass

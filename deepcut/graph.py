@@ -91,3 +91,38 @@ def keep_knn(w: torch.Tensor, k: int) -> torch.Tensor:
     k = min(k, w.shape[-1])
     keep = torch.zeros_like(w, dtype=torch.bool).scatter_(-1, w.topk(k, dim=-1).indices, True)
     return w.mul_(keep | keep.transpose(-1, -2))
+
+
+def cosegmentation_affinity(features: list[torch.Tensor], k: int, formula=ncut_affinity, alpha: float = 3.0,
+                            l2: bool = False, power: float = 1.0, chunk: int = 1024) -> torch.Tensor:
+    """One sparse (N, N) W over the nodes of G images (N = N_1 + ... + N_G, image after image):
+    each image's own dense affinity as its diagonal block, plus edges between images, each node to
+    its k mutual nearest neighbours among the other images' nodes (i and j are linked when each is
+    among the other's k nearest), weighted by the same formula with the collection's peak
+    similarity. Memory is the blocks plus N * k cross edges; the neighbour search goes `chunk`
+    rows at a time. The same nodes in another image order give the same graph, permuted."""
+    f = [node_features(x, l2) for x in features]
+    sizes = torch.tensor([len(x) for x in f])
+    offsets = torch.cumsum(sizes, 0) - sizes
+    x = torch.cat(f)
+    n = len(x)
+    image = torch.repeat_interleave(torch.arange(len(f)), sizes).to(x.device)
+    k = min(k, n - int(sizes.max()))
+    peak = max(float((part @ part.T).amax()) for part in f)
+    rows, cols = [], []
+    if k > 0:
+        for start in range(0, n, chunk):
+            sim = x[start:start + chunk] @ x.T
+            sim[image[start:start + chunk, None] == image[None, :]] = -torch.inf  # other images only
+            top = sim.topk(k, dim=-1).indices
+            rows.append(torch.arange(start, start + len(top), device=x.device).repeat_interleave(k))
+            cols.append(top.flatten())
+    i, j = (torch.cat(rows), torch.cat(cols)) if rows else (x.new_zeros(0, dtype=torch.long),) * 2
+    directed = i * n + j
+    mutual = torch.isin(directed, j * n + i)  # j also counts i among its k nearest
+    i, j = i[mutual], j[mutual]
+    blocks = [torch.cartesian_prod(torch.arange(s), torch.arange(s)) + o for s, o in zip(sizes.tolist(), offsets.tolist())]
+    within = torch.cat(blocks).to(x.device)
+    i, j = torch.cat([within[:, 0], i]), torch.cat([within[:, 1], j])
+    values = formula((x[i] * x[j]).sum(-1), torch.tensor(peak, dtype=x.dtype, device=x.device), alpha, power)
+    return torch.sparse_coo_tensor(torch.stack([i, j]), values, (n, n), check_invariants=False).coalesce()

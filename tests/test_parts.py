@@ -216,3 +216,69 @@ def test_run_in_collection_mode_resumes_to_the_uninterrupted_result(tmp_path):
         assert np.array_equal(lab, np.asarray(Image.open(resumed / "labels" / name)))
     s = [json.loads((out / "summary.json").read_text()) for out in (whole, resumed)]
     assert s[0]["n_labels_counts"] == s[1]["n_labels_counts"] and s[0]["n_images"] == 5
+
+
+def two_shifted_images():
+    """The parts scene of `test_collection_parts_split_the_foregrounds_jointly`, the second image's
+    features shifted along their own axis (another photo's colour and light): within each image the
+    groups are apart, across the images each group is nearest to itself."""
+    centres = torch.cat([torch.eye(16)[:1] * 3, three_group_centres()[1:] + torch.eye(16)[2] * 3])
+    first, second = stripes(12, 14), torch.zeros(10, 16, dtype=torch.long)
+    second[2:8, 3:7], second[2:8, 9:14] = 2, 1
+    shifted = features_of(second, centres, seed=2) + torch.eye(16)[7] * 1.5
+    return [(features_of(first, centres, seed=1), first.shape), (shifted, second.shape)], (first, second)
+
+
+def test_the_cosegmentation_graph_links_mutual_neighbours_across_images_only():
+    from deepcut.graph import cosegmentation_affinity, ncut_affinity, node_features
+
+    items, truths = two_shifted_images()
+    nodes = [f for f, _ in items]
+    n1, n = len(nodes[0]), sum(len(f) for f in nodes)
+    w = cosegmentation_affinity(nodes, k=3).to_dense()
+    assert torch.allclose(w, w.T)
+    x = node_features(torch.cat(nodes))
+    peak = max(float((f @ f.T).amax()) for f in (node_features(f) for f in nodes))
+    own = ncut_affinity(x[:n1] @ x[:n1].T, torch.tensor(peak), 3.0, 1.0)
+    assert torch.allclose(w[:n1, :n1], own)  # each image's block is its own affinity
+    cross = w[:n1, n1:] > 0
+    assert 0 < int(cross.sum()) <= 3 * n1 and int(cross.sum(1).max()) <= 3  # sparse: at most k per node
+    group = torch.cat([t.flatten() for t in truths])
+    i, j = cross.nonzero().T
+    assert torch.equal(group[i], group[n1 + j])  # every cross edge joins a group to itself
+    # The other image order gives the same graph, permuted.
+    swapped = cosegmentation_affinity(nodes[::-1], k=3).to_dense()
+    perm = torch.cat([torch.arange(n1, n), torch.arange(n1)])
+    assert torch.allclose(swapped, w[perm][:, perm])
+
+
+@pytest.mark.parametrize("loss,k", [("ncut", 2), ("cc", 4)])
+def test_collection_parts_with_cross_image_edges_name_the_groups_alike(loss, k):
+    items, truths = two_shifted_images()
+    method = DeepCut(loss=loss, k=k, mode="parts", collection_size=2, cross_knn=5,
+                     optimisation=Optimisation(steps=100, lr=1e-2, restarts=4, combine="auto"))
+    out = method.collection(items, [5, 6])
+    ids = [{g: int(lab[truth == g][0]) for g in range(3)} for lab, truth in zip(out, truths)]
+    assert all(same_partition(lab, truth) for lab, truth in zip(out, truths))
+    assert ids[0] == ids[1] and ids[0][0] == 0 and sorted(ids[0].values()) == [0, 1, 2]
+    swapped = method.collection(items[::-1], [6, 5])  # the image order changes nothing
+    assert torch.equal(swapped[0], out[1]) and torch.equal(swapped[1], out[0])
+
+
+def test_parts_take_their_foreground_from_the_default_object_recipe():
+    """mode.foreground.source=default: stage 1 is exactly what the configs' default segments."""
+    from deepcut.config import compose_config
+    from deepcut.methods import create_method
+
+    objects = create_method(compose_config("deepcut"))
+    parts = create_method(compose_config("deepcut", ["mode.foreground.source=default"], mode="parts"))
+    paper = create_method(compose_config("deepcut", ["mode.foreground.source=k2_border"], mode="parts"))
+    assert parts._objects is not None and paper._objects is None
+    assert (parts._objects.k, parts._objects.background) == (objects.k, objects.background)
+    truth = torch.zeros(12, 12, dtype=torch.long)
+    truth[3:9, 2:7], truth[3:9, 7:10] = 1, 2
+    f = features_of(truth, torch.eye(16)[:3] * 3, seed=3)
+    for seed in (0, 1):
+        assert torch.equal(parts(f, truth.shape, seed=seed) > 0, objects(f, truth.shape, seed=seed) > 0)
+    with pytest.raises(ConfigError, match="mode.foreground.source='saliency'"):
+        create_method(compose_config("deepcut", ["mode.foreground.source=saliency"], mode="parts"))

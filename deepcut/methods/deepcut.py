@@ -22,7 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from deepcut.errors import ConfigError, check_key, is_number, is_whole
-from deepcut.fit import GNN, Fit, Graph, Optimisation, build_graph, fit
+from deepcut.fit import GNN, Fit, Graph, Optimisation, build_cosegmentation_graph, build_graph, fit
 from deepcut.graph import AFFINITIES
 from deepcut.losses import LOSSES
 from deepcut.masks import BACKGROUND_ALLOWED, BACKGROUND_RULES, background_of, border_counts, relabel_background_first
@@ -30,6 +30,7 @@ from deepcut.registry import METHOD_GROUPS, register_method
 from deepcut.seeds import derive_seed
 
 MODES = ("single", "parts")
+FOREGROUNDS = ("default", "k2_border")  # mode.foreground.source of parts mode
 COMBINE = ("auto", "best", "vote")
 INITS = ("per_image", "shared")
 
@@ -60,6 +61,9 @@ class DeepCut:
     split_background: bool = False
     background_k: int = 2
     collection_size: int = 0    # images whose graphs one GNN trains on together; 0: each image alone
+    cross_knn: int = 0          # collection mode: links to the k mutual nearest nodes of the other images (0: none)
+    foreground: dict | None = None  # mode parts, stage 1: {"source": "default", "background", "graph", "gnn", "loss",
+                                    # "optimizer"}: the default object recipe; None or source k2_border: the paper's K = 2 cut
     seed: int = 0
     graph: Graph = field(default_factory=Graph)
     gnn: GNN = field(default_factory=GNN)
@@ -72,12 +76,18 @@ class DeepCut:
         problems = check(OmegaConf.create(self.settings()))  # the rules run.py's validation applies
         if problems:
             raise ConfigError("\n\n".join(problems))
+        fg = self.foreground
+        # Stage 1 of parts mode as its own DeepCut: the object recipe, on the same seeds as a default run.
+        self._objects = None if self.mode != "parts" or not fg or fg["source"] != "default" else DeepCut(
+            loss=fg["loss"]["name"], k=fg["loss"]["k"], ortho_weight=fg["loss"]["ortho_weight"], background=fg["background"],
+            seed=self.seed, graph=fg["graph"], gnn=fg["gnn"], optimisation=fg["optimizer"])
 
     def settings(self) -> dict:
         """This DeepCut's settings as the config groups of its stages hold them."""
         return {"loss": {"name": self.loss, "k": self.k, "ortho_weight": self.ortho_weight},
                 "mode": {"name": self.mode, "background": self.background, "split_background": self.split_background,
-                         "background_k": self.background_k, "collection_size": self.collection_size},
+                         "background_k": self.background_k, "collection_size": self.collection_size,
+                         "cross_knn": self.cross_knn, **({"foreground": self.foreground} if self.foreground else {})},
                 "optimizer": asdict(self.optimisation), "graph": asdict(self.graph), "gnn": asdict(self.gnn)}
 
     @property
@@ -121,6 +131,8 @@ class DeepCut:
     def _first_stage(self, features: torch.Tensor, grid: tuple[int, int], seeds: list[int]) -> list:
         """(B, N, C) -> per image (N,) labels and (C, N) soft assignment of the single clustering
         (mode single) or the foreground/background stage (mode parts), restarts combined."""
+        if self._objects is not None:  # parts on the default object recipe's foreground
+            return self._objects._first_stage(features, grid, seeds)
         result = self._fit(features, seeds, self._first_k)
         out = []
         for b in range(len(seeds)):
@@ -163,10 +175,16 @@ class DeepCut:
             for i in used:
                 labels[i][regions[i]] = 1
             return [lab.view(grid) for lab, (_, grid) in zip(labels, items)]
-        graphs = [build_graph(items[i][0][regions[i]][None], self.graph, self.loss) for i in used]
-        result = fit([g[0] for g in graphs], torch.cat([g[1] for g in graphs], dim=1), [g[2] for g in graphs], [seed],
-                     loss=self.loss, k=k, ortho_weight=self.ortho_weight, gnn=self.gnn, opt=self.optimisation,
-                     init_seeds=self._init_seeds(1))
+        nodes = [items[i][0][regions[i]] for i in used]
+        graphs = [build_graph(f[None], self.graph, self.loss) for f in nodes]  # the loss: a block per image
+        ax = torch.cat([g[1] for g in graphs], dim=1)
+        if self.cross_knn:
+            # The GNN's input A_hat X comes from one graph that also links the images' mutual nearest
+            # nodes, so a part's nodes in every image are drawn together; the loss stays per image,
+            # since on the joint graph the cheapest cut would separate the images themselves.
+            ax = build_cosegmentation_graph(nodes, self.graph, self.loss, self.cross_knn)[1]
+        result = fit([g[0] for g in graphs], ax, [g[2] for g in graphs], [seed], loss=self.loss, k=k,
+                     ortho_weight=self.ortho_weight, gnn=self.gnn, opt=self.optimisation, init_seeds=self._init_seeds(1))
         sizes = [len(regions[i]) for i in used]
         if self.mode == "single" and self._votes(k):  # a foreground/background split: each image's vote
             for i, soft in zip(used, result.soft[0].split(sizes, dim=1)):
@@ -287,6 +305,17 @@ def check(cfg: DictConfig) -> list[str]:
         check_key(problems, mode, "mode", "background_k", lambda v: is_whole(v) and v >= 2, "must be a whole number >= 2")
     check_key(problems, mode, "mode", "collection_size", lambda v: is_whole(v) and v >= 0,
               "a whole number of images >= 0 (0: each image alone)")
+    check_key(problems, mode, "mode", "cross_knn", lambda v: is_whole(v) and v >= 0,
+              "a whole number of neighbours >= 0 in the collection's other images (0: no edges between images)")
+    foreground = (mode or {}).get("foreground")
+    if foreground is not None:
+        check_key(problems, foreground, "mode.foreground", "source", lambda v: v in FOREGROUNDS,
+                  f"use one of {', '.join(FOREGROUNDS)}")
+        if foreground.get("source") == "default":
+            check_key(problems, foreground, "mode.foreground", "background", lambda v: v in BACKGROUND_RULES, BACKGROUND_ALLOWED)
+            problems += [p.replace("loss.", "mode.foreground.loss.", 1).replace("optimizer.", "mode.foreground.optimizer.", 1)
+                         .replace("graph.", "mode.foreground.graph.", 1).replace("gnn.", "mode.foreground.gnn.", 1)
+                         for p in check(OmegaConf.create({g: foreground.get(g) for g in ("loss", "optimizer", "graph", "gnn")}))]
     if mode is not None and mode.get("collection_size") and mode.get("split_background"):
         problems.append("mode.split_background=true with mode.collection_size > 0: the collection mode splits the "
                         "foregrounds only; set one of them off")
@@ -324,7 +353,9 @@ def build(cfg: DictConfig) -> DeepCut:
     group = lambda name: OmegaConf.to_container(cfg[name], resolve=True)  # noqa: E731
     return DeepCut(loss=cfg.loss.name, k=cfg.loss.k, ortho_weight=cfg.loss.ortho_weight,
                    mode=cfg.mode.name, background=cfg.mode.background, split_background=cfg.mode.split_background,
-                   background_k=cfg.mode.background_k, collection_size=cfg.mode.collection_size, seed=cfg.seed,
+                   background_k=cfg.mode.background_k, collection_size=cfg.mode.collection_size,
+                   cross_knn=cfg.mode.cross_knn, foreground=OmegaConf.to_container(cfg.mode.get("foreground"), resolve=True)
+                   if cfg.mode.get("foreground") is not None else None, seed=cfg.seed,
                    graph=group("graph"), gnn=group("gnn"), optimisation=group("optimizer"))
 
 
