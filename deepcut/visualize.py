@@ -75,15 +75,16 @@ def label_map(labels, size: tuple[int, int] | None = None, legend: bool = True,
     return out
 
 
-def overlay(image: Image.Image, labels, box=None, opacity: float = 0.5) -> Image.Image:
+def overlay(image: Image.Image, labels, box=None, opacity: float = 0.5, n_labels: int | None = None) -> Image.Image:
     """The RGB image with each non-background label tinted in its `label_colors` colour (labels at
-    the image's size), and the box (x0, y0, x1, y1, pixel edges) drawn in yellow."""
+    the image's size), and the box (x0, y0, x1, y1, pixel edges) drawn in yellow. n_labels: the
+    palette's size (default: this map's largest label + 1), shared by pictures that compare ids."""
     lab = _labels(labels)
     image = image.convert("RGB")
     if lab.shape != (image.height, image.width):
         raise ValueError(f"labels of shape {lab.shape} do not match the image ({image.height}, {image.width})")
     rgb = np.asarray(image, dtype=np.float32)
-    tint = label_colors(int(lab.max()) + 1)[lab].astype(np.float32)
+    tint = label_colors(max(n_labels or 0, int(lab.max()) + 1))[lab].astype(np.float32)
     alpha = np.where(lab[..., None] > 0, opacity, 0.0)
     out = Image.fromarray(np.round(rgb * (1 - alpha) + tint * alpha).astype(np.uint8))
     if box is not None:
@@ -176,6 +177,25 @@ def panels(image: Image.Image, labels, box=None, *, soft=None, eigenvector=None,
         if patch is None:
             patch = foreground_patch(patch_labels) if patch_labels is not None else (grid[0] // 2, grid[1] // 2)
         out["affinity"] = affinity_map(features, grid, patch, size)
+    return out
+
+
+def parts_grid(images: Sequence[Image.Image], labels: Sequence, columns: int = 4, tile: int = 192,
+               opacity: float = 0.6) -> Image.Image:
+    """Photos of one collection with their parts tinted by part id, one palette for all (the same
+    colour is the same part in every photo), as one picture: a grid of `columns`, each photo fitted
+    into a tile x tile cell. ``labels``: each photo's (H, W) part labels, 0 = background."""
+    maps = [_labels(lab) for lab in labels]
+    if len(maps) != len(images) or not maps:
+        raise ValueError(f"need one label map per photo, got {len(maps)} for {len(images)}")
+    n_labels = max(int(m.max()) for m in maps) + 1
+    rows = -(-len(maps) // columns)
+    out = Image.new("RGB", (tile * min(columns, len(maps)), tile * rows), (255, 255, 255))
+    for i, (image, lab) in enumerate(zip(images, maps)):
+        picture = overlay(image, lab, opacity=opacity, n_labels=n_labels)
+        picture.thumbnail((tile, tile))
+        x, y = (i % columns) * tile + (tile - picture.width) // 2, (i // columns) * tile + (tile - picture.height) // 2
+        out.paste(picture, (x, y))
     return out
 
 

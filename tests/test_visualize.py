@@ -178,3 +178,19 @@ def test_panels_gives_every_applicable_picture_at_the_image_size():
     fig = viz.figure(out, columns=3)
     assert len([ax for ax in fig.axes if ax.images]) == 6
     assert [ax.get_title() for ax in fig.axes[:2]] == ["overlay", "labels"]
+
+
+def test_parts_grid_gives_a_part_the_same_colour_in_every_photo():
+    from deepcut.visualize import label_colors, parts_grid
+
+    grey = Image.new("RGB", (40, 20), (100, 100, 100))
+    first, second = np.zeros((20, 40), int), np.zeros((20, 40), int)
+    first[:, :20], second[:, 20:] = 1, 1    # part 1 on the left in one, on the right in the other
+    second[:, :5] = 11                      # a palette beyond tab10 for the collection (tab20)
+    grid = np.asarray(parts_grid([grey, grey], [first, second], columns=2, tile=40, opacity=1.0))
+    assert grid.shape == (40, 80, 3)
+    # Each photo fits its 40 x 40 cell at 40 x 20, centred: rows 10-29.
+    colour = label_colors(12)[1]
+    assert (grid[15, 5] == colour).all() and (grid[15, 40 + 30] == colour).all()  # the same part, the same colour
+    assert (grid[15, 30] == 100).all()  # background untinted
+    assert (grid[0, 0] == 255).all()    # the cell's margin
