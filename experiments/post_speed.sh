@@ -10,6 +10,7 @@
 # 2. optimizer.restarts = 4, 8, 16 with the chosen post-processing on SOD and DUTS-TE shard 0, seeds 0-2.
 # Timing is not read from these runs (one thread, a shared machine): see experiments/benchmark.py.
 # Tables: python -m deepcut.tables OUT/<stage> (pools seeds into mean ± std).
+# A part of it: SETS="sod coco" (names below), MAX_SIDES=null,320, STAGES=1 (or 2); RESTARTS=4,8,16.
 set -euo pipefail
 { # read whole before running, so an edit during a long sweep cannot change the rest of it
 data=$(realpath "$1"); out=$2
@@ -22,15 +23,22 @@ sets=("ecssd dataset=ecssd dataset.root=$data/ECSSD"
       "sod dataset=sod dataset.root=$data/sod"
       "voc12 dataset=voc12 dataset.root=$data"
       "coco dataset=coco20k dataset.root=$data/coco dataset.filenames=null")
-for spec in "${sets[@]}"; do
-  read -r name args <<< "$spec"
-  # shellcheck disable=SC2086
-  sweep 1_max_side/$name $args postprocess.bilateral_params.max_side=null,320,256 seed=0,1,2
-done
-for spec in "${sets[2]}" "${sets[1]}"; do
-  read -r name args <<< "$spec"
-  # shellcheck disable=SC2086
-  sweep 2_restarts/$name $args optimizer.restarts=4,8,16 seed=0,1,2
-done
+chosen() { local name=${1%% *}; [[ " ${SETS:-ecssd duts_sel sod voc12 coco} " == *" $name "* ]]; }
+if [[ ${STAGES:-1 2} == *1* ]]; then
+  for spec in "${sets[@]}"; do
+    chosen "$spec" || continue
+    read -r name args <<< "$spec"
+    # shellcheck disable=SC2086
+    sweep 1_max_side/$name $args postprocess.bilateral_params.max_side=${MAX_SIDES:-null,320,256} seed=0,1,2
+  done
+fi
+if [[ ${STAGES:-1 2} == *2* ]]; then
+  for spec in "${sets[2]}" "${sets[1]}"; do
+    chosen "$spec" || continue
+    read -r name args <<< "$spec"
+    # shellcheck disable=SC2086
+    sweep 2_restarts/$name $args optimizer.restarts=${RESTARTS:-4,8,16} seed=0,1,2
+  done
+fi
 exit
 }
