@@ -495,8 +495,6 @@ TARGETS = [
      "per": ("cache", "warm (second point)", "per_image"), "min": 5.0, "unit": "x"},
     {"target": "default: mask post-processing / backbone forward (issue 25)", "for": "default", "value": (*STAGE, "post"),
      "per": (*STAGE, "backbone"), "max": 0.30, "unit": "%"},
-    {"target": "default: GNN stage / backbone forward", "for": "default", "value": (*STAGE, "method"),
-     "per": (*STAGE, "backbone"), "max": 0.25, "unit": "%"},
 ]
 FORMATS = {"s": "{:.3f} s", "%": "{:.1%}", "x": "{:.2f}x", "GiB": "{:.2f} GiB"}
 
