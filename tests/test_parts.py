@@ -282,3 +282,21 @@ def test_parts_take_their_foreground_from_the_default_object_recipe():
         assert torch.equal(parts(f, truth.shape, seed=seed) > 0, objects(f, truth.shape, seed=seed) > 0)
     with pytest.raises(ConfigError, match="mode.foreground.source='saliency'"):
         create_method(compose_config("deepcut", ["mode.foreground.source=saliency"], mode="parts"))
+
+
+def test_the_cub_parts_experiment_is_the_best_measured_lever():
+    """experiment=cub_parts is results/parts_levers.md's collection_cc_cross20 row (Table 3's CC
+    parts on the offline backbone, stage 1 from the object recipe, cross-image edges), with
+    collections of up to 200 photos (the 171 development photos are one), nothing else."""
+    import importlib.util
+
+    from deepcut.config import compose_config
+    spec = importlib.util.spec_from_file_location("parts_levers", Path(__file__).parents[1] / "experiments" / "parts_levers.py")
+    levers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(levers)
+    BASE, LEVERS = levers.BASE, levers.LEVERS
+    lever = [o for o in LEVERS["collection_cc_cross20"] if not o.startswith("mode.collection_size")]
+    base = [o for o in BASE if not o.startswith(("experiment=", "save_"))]
+    measured = compose_config(overrides=[*lever, *base, "mode.collection_size=200"])
+    assert compose_config(overrides=["experiment=cub_parts"]) == measured
+    assert measured.mode.cross_knn == 20 and measured.mode.foreground.source == "default" and measured.loss.name == "cc"
