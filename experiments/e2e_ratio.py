@@ -1,12 +1,13 @@
 """run.py's own per-image time for the configs' default against a forward-only run (issue 25).
 
-    python experiments/e2e_ratio.py ../shared/data/ECSSD --images 40 --rounds 2 --out /tmp/e2e
+    python experiments/e2e_ratio.py ../shared/data/ECSSD --images 40 --rounds 2 --out /tmp/e2e [override ...]
 
 Runs `python run.py dataset=ecssd` with the feature cache off, alternating the two recipes round
 after round so that both see the same machine load, and prints each run's mean `time_s` (run.py's
 per-image time: backbone, method and post-processing) and wall time, then the ratio of the means.
 "forward-only" is `method=whole postprocess.bilateral=false`: the backbone and nothing else. Time it
-on an idle machine. Runs go under OUT (default: a temporary directory).
+on an idle machine. Overrides (e.g. optimizer.restarts=8) apply to both recipes. Runs go under OUT
+(default: a temporary directory).
 """
 from __future__ import annotations
 
@@ -43,17 +44,20 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
+    parser.add_argument("overrides", nargs="*", help="run.py overrides for both recipes")
+    args = parser.parse_intermixed_args()  # overrides may follow the options
     out = args.out or Path(tempfile.mkdtemp(prefix="e2e_ratio_"))
     times: dict[str, list[float]] = {name: [] for name in RECIPES}
     for r in range(args.rounds):
         for name, extra in RECIPES.items():
-            per_image, wall = run_once(args.root.resolve(), args.images, extra, out / f"{r}_{name}")
+            per_image, wall = run_once(args.root.resolve(), args.images, [*args.overrides, *extra],
+                                   out / f"{r}_{name}")
             times[name].append(per_image)
             print(f"round {r}: {name:>12}: time_s {per_image:.3f} s/image, wall {wall:.1f} s", flush=True)
     means = {name: statistics.mean(v) for name, v in times.items()}
     print(f"default / forward-only: {means['default'] / means['forward-only']:.2f}x "
-          f"({means['default']:.3f} vs {means['forward-only']:.3f} s/image, {args.rounds} rounds, {args.images} images)")
+          f"({means['default']:.3f} vs {means['forward-only']:.3f} s/image, {args.rounds} rounds, {args.images} images"
+          + (f", with {' '.join(args.overrides)})" if args.overrides else ")"))
 
 
 if __name__ == "__main__":
