@@ -149,6 +149,14 @@ def check(out: Path, current: dict, dataset) -> None:
             more = f" and {len(differ) - 5} more" if len(differ) > 5 else ""
             raise ValueError(f"run directory {out} holds results computed with {shown}{more} (were the config files "
                              "changed since?); give it the settings it was run with, or use a new directory")
+    selected = set(dataset.ids)
+    unselected = [r["id"] for r in rows if r["id"] not in selected and r["id"] in dataset.listed]  # (others: below)
+    if unselected:  # the summary covers this run's selection only, so it would not describe results.csv
+        raise ValueError(f"run directory {out} holds results for {len(unselected)} image(s) that this run does not "
+                         f"select (first: {unselected[0]}; it selects {len(selected)} of {dataset.name}): "
+                         "dataset.limit or dataset.shard differ from the run that wrote them, so its summary.json "
+                         "would not describe its results.csv; give the selection it was run with (a longer one "
+                         "continues it), or use a new directory")
     done = [r["id"] for r in rows if not r.get("error")]  # failed images are computed again
     if not done:
         return

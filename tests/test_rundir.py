@@ -79,10 +79,21 @@ def test_reused_dir_refuses_other_data_and_accepts_the_same_data_moved(two_datas
     moved = tmp_path / "moved"
     shutil.copytree(a, moved, copy_function=shutil.copyfile)  # new paths and times, same content
     reopen(out, folder_config(moved))
-    reopen(out, folder_config(moved, "dataset.limit=1"))  # a shorter or longer selection of the same data
+    reopen(out, folder_config(moved, "dataset.limit=2"))  # a shorter selection that holds the rows done
     (moved / "masks" / "img00.png").write_bytes((b / "masks" / "img01.png").read_bytes())  # other ground truth
     with pytest.raises(ValueError, match="files are not the ones"):
         reopen(out, folder_config(moved))
+
+
+def test_a_shorter_selection_of_a_finished_run_is_refused_a_longer_one_continues_it(two_datasets, tmp_path):
+    """Issue 27: dataset.limit=1 into a directory holding three images' rows rewrote summary.json
+    for one image beside a results.csv of three; refused now. A longer selection continues the run."""
+    a, _, _ = two_datasets
+    out = tmp_path / "run"
+    hold(out, folder_config(a, "dataset.limit=3"), rows=("img00", "img01"))  # sorted ids: broken, img00, img01, img02
+    with pytest.raises(ValueError, match="holds results for 1 image.s. that this run does not select .first: img01"):
+        reopen(out, folder_config(a, "dataset.limit=2"))
+    reopen(out, folder_config(a))  # all four: img02 is still to do
 
 
 @pytest.mark.parametrize("damage", ["missing", "corrupt", "no_dataset_json"])
