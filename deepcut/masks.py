@@ -111,6 +111,17 @@ def nearest_upsample(grid: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return grid[rows][:, cols]
 
 
+def to_size(labels: torch.Tensor, mask: torch.Tensor, box: torch.Tensor | None, size: tuple[int, int]):
+    """A result computed on a downscaled image (labels and mask (h, w), box in its pixel edges) in the
+    coordinates of the image at ``size`` (H, W): labels and mask upsampled nearest, the box scaled."""
+    (h, w), (H, W) = labels.shape, size
+    labels = torch.from_numpy(nearest_upsample(labels.numpy(), size))
+    mask = torch.from_numpy(nearest_upsample(mask.numpy(), size))
+    if box is not None:
+        box = box * torch.tensor([W / w, H / h, W / w, H / h], dtype=box.dtype)
+    return labels, mask, box
+
+
 def nearest_foreground(labels: np.ndarray) -> np.ndarray:
     """For every pixel of an (H, W) label map with some label > 0, the label of the nearest
     (Euclidean) pixel whose label is > 0 (itself where it is > 0)."""

@@ -23,6 +23,7 @@ from deepcut import metrics
 from deepcut.backbone import create_backbone
 from deepcut.cache import FeatureCache, model_fingerprint, tensor_digest
 from deepcut.features import center, extract, grid_size, log_bin, resize, to_tensor
+from deepcut.masks import to_size
 from deepcut.postprocess import Postprocess
 from deepcut.errors import one_paragraph
 from deepcut.seeds import derive_seed
@@ -206,12 +207,15 @@ class Segmenter:
         if len(ids) != len(images):
             raise ValueError(f"{len(ids)} ids for {len(images)} images")
         start = time.perf_counter()
-        images = [bound_image(to_rgb(im), self.max_pixels) for im in images]
+        originals = [to_rgb(im) for im in images]
+        images = [bound_image(im, self.max_pixels) for im in originals]
         features = [self.prepare(*f) for f in self.extractor([self.extractor.preprocess(im) for im in images])]
         clustered = self.cluster(features, [derive_seed(self.seed, i) for i in ids], details=True)
         out = []
-        for image, (f, grid), (patch, soft, vector) in zip(images, features, clustered):
+        for original, image, (f, grid), (patch, soft, vector) in zip(originals, images, features, clustered):
             labels, mask, box = self.post(patch, image)
+            if image.size != original.size:  # shrunk to max_pixels for memory: back to the photo's coordinates
+                labels, mask, box = to_size(labels, mask, box, (original.height, original.width))
             out.append(Segmentation(labels=labels, patch_labels=patch.cpu(), mask=mask, box=box,
                                     soft=None if soft is None else soft.cpu(),
                                     eigenvector=None if vector is None else vector.cpu(),

@@ -111,3 +111,20 @@ def test_every_method_sees_the_same_prepared_features(center, method):
     expected = raw - raw.mean(0) if center else raw
     assert torch.allclose(out.features, expected, atol=1e-5)
     assert torch.equal(out.patch_labels, seg.method(expected, out.grid, seed=derive_seed(0, "x")))
+
+
+def test_a_photo_over_max_pixels_gets_its_result_in_its_own_coordinates():
+    """Issue 27: a photo shrunk to max_pixels came back with labels, mask and box of the shrunk
+    image. They are in the photo's own (H, W) now, the same result upsampled and the box scaled."""
+    rng = np.random.default_rng(0)
+    photo = np.zeros((120, 160, 3), np.uint8)
+    photo[30:90, 40:120] = 230
+    photo = Image.fromarray(np.clip(photo + rng.integers(0, 20, photo.shape), 0, 255).astype(np.uint8))
+    from deepcut.pipeline import bound_image
+    small = bound_image(photo, 4800)
+    assert small.size == (80, 60)
+    bounded = deepcut.create_segmenter(backbone="tiny_random", device="cpu", overrides=["max_pixels=4800"])(photo)
+    direct = deepcut.create_segmenter(backbone="tiny_random", device="cpu")(small)
+    assert bounded.labels.shape == bounded.mask.shape == (120, 160)
+    assert torch.equal(bounded.labels[::2, ::2], direct.labels) and torch.equal(bounded.mask[::2, ::2], direct.mask)
+    assert torch.equal(bounded.box, direct.box * 2)
