@@ -575,3 +575,14 @@ def test_fingerprint_follows_content_not_place(tmp_path):
     assert two.fingerprint(["zzz"]) == {"zzz": None}
     photo(tmp_path / "two" / "images" / "b.png", seed=99)
     assert two.fingerprint(["b"]) != one.fingerprint(["b"]) and two.fingerprint(["a"]) == one.fingerprint(["a"])
+
+
+def test_a_zero_one_mask_saved_as_jpeg_is_read_as_binary_with_a_warning(tmp_path):
+    """Issue 27: a 0/1 mask saved as JPEG (values 0..2) was read as empty (IoU 0), silently."""
+    yy, xx = np.mgrid[:64, :96]
+    truth = (yy - 32) ** 2 + (xx - 48) ** 2 < 20 ** 2  # a disc: its curved edge is where JPEG adds noise
+    Image.fromarray(truth.astype(np.uint8)).save(tmp_path / "m.jpg", quality=95)
+    assert np.asarray(Image.open(tmp_path / "m.jpg")).max() == 2  # what JPEG made of it: values 0, 1, 2
+    with pytest.warns(UserWarning, match="m.jpg: mask values 0..[2-8] .*0/1 mask with compression noise"):
+        got = D.load_mask(tmp_path / "m.jpg")
+    assert (got & truth).sum() / (got | truth).sum() > 0.9

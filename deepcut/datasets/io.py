@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +97,9 @@ def load_image(path) -> Image.Image:
     return _upright_rgb(path)[0]
 
 
+NOISY_BINARY_MAX = 8  # a mask whose grey values never pass this is a 0/1 mask (noisy if > 1)
+
+
 def load_mask(path, size: tuple[int, int] | None = None, image_path=None) -> np.ndarray:
     """A ground-truth mask file -> bool (H, W): grey value > 127 on the 0-255 scale.
 
@@ -119,9 +123,15 @@ def load_mask(path, size: tuple[int, int] | None = None, image_path=None) -> np.
         raise DatasetError(f"{path}: mask is {mask.size[0]}x{mask.size[1]} (width x height) but {against} "
                            f"is {size[0]}x{size[1]}")
     # Mode '1' becomes 0/255 through 'L'; a grey mask stored as 0/1 (not 0/255) is binary too:
-    # thresholding it at 127 would read every such mask as empty.
+    # thresholding it at 127 would read every such mask as empty. So is one whose values stay this
+    # low but are not only 0 and 1: a 0/1 mask saved with lossy compression (JPEG), said once per file.
     grey = np.asarray(_to_8bit(mask).convert("L"))
-    return grey > 0 if grey.max() == 1 else grey > 127
+    top = int(grey.max())
+    if 1 < top <= NOISY_BINARY_MAX:
+        warnings.warn(f"{path}: mask values 0..{top} on the 0-255 scale look like a 0/1 mask with compression "
+                      "noise; read as binary (value >= 1 is foreground). Save masks as 0/255 PNG to silence this",
+                      stacklevel=2)
+    return grey > 0 if top <= NOISY_BINARY_MAX else grey > 127
 
 
 def file_digest(path, chunk: int = 1 << 16) -> str:
