@@ -16,7 +16,8 @@ Exit code 2 (one paragraph, no traceback) when the data set cannot be found or r
 Several run directories that are the shards of one run (dataset.shard=i dataset.num_shards=n) are
 each evaluated, then merged: the summary of the whole data set, from the shards' per-image rows
 (equal to an unsharded run's), is printed and written to merged_evaluation.json in their common
-parent folder (the sweep directory). Shards that are not one whole split are refused (exit 2).
+parent folder (the sweep directory). Every shard is scored against the first shard's data set, so
+shards that are not one whole split of one data set are refused (exit 2).
 Metrics: IoU, Acc, maxFβ, and MAE, S-measure, mean/max E-measure through pysodmetrics
 (deepcut/metrics.py), CorLoc, keypoint NMI/ARI.
 """
@@ -71,18 +72,27 @@ def run_config(run_dir: Path, overrides: list[str]):
     return cfg
 
 
-def check_data(run_dir: Path, dataset) -> None:
-    """The images to score must be those the labels were computed on (the run's dataset.json)."""
+def check_data(run_dir: Path, dataset, merged_with: Path | None = None) -> None:
+    """The images to score must be those the labels were computed on (the run's dataset.json). In a
+    merge (``merged_with``: the first shard, whose data set ``dataset`` is, at this run's shard), the
+    run must also have recorded exactly the images that data set lists for its shard."""
     recorded = read_fingerprint(run_dir)
     if recorded is None:
         return  # a folder of masks, or a run from before dataset.json: nothing to check against
     ids = [i for i in dataset.ids if i in recorded]
+    if merged_with is not None and set(ids) != set(recorded):
+        other = sorted(set(recorded) ^ set(dataset.ids))
+        raise ValueError(f"{run_dir} was not run on the data set of {merged_with}: its shard of that data set lists "
+                         f"{len(dataset.ids)} image(s), the run recorded {len(recorded)} (first in one but not the "
+                         f"other: {other[0]}); only the shards of one run on one data set can be merged")
     now = dataset.fingerprint(ids)
     changed = [i for i in ids if now[i] != recorded[i]]
     if changed:
+        where = (f"; the shards of a merge are scored against the data set of the first one, {merged_with}, and "
+                 "only the shards of one run on one data set can be merged") if merged_with is not None else \
+            "; point dataset.root / dataset.path at the data the run used"
         raise ValueError(f"{run_dir}: {len(changed)} image(s) of {dataset.name} are not the files the run's labels "
-                         f"were computed on (first: {changed[0]}, now {dataset.listed[changed[0]].image}); point "
-                         "dataset.root / dataset.path at the data the run used")
+                         f"were computed on (first: {changed[0]}, now {dataset.listed[changed[0]].image}){where}")
 
 
 def evaluate(run_dir: Path, dataset, max_pixels: int | None = None) -> tuple[pd.DataFrame, dict]:
@@ -139,12 +149,18 @@ def _fail(e: Exception) -> None:
     sys.exit(2)
 
 
-def evaluate_dir(run_dir: Path, overrides: list[str]) -> tuple[pd.DataFrame, dict]:
-    """Evaluate one directory, writing its evaluation.csv and evaluation.json."""
+def evaluate_dir(run_dir: Path, overrides: list[str], merged_with: Path | None = None) -> tuple[pd.DataFrame, dict]:
+    """Evaluate one directory, writing its evaluation.csv and evaluation.json. ``merged_with``: in a
+    merge, the first shard, whose data set (at this directory's shard) every shard is scored
+    against, so that shards run on different data cannot pool into one number."""
     try:
         cfg = run_config(run_dir, overrides)
+        if merged_with is not None:
+            shard = {k: cfg.dataset.get(k) for k in ("shard", "num_shards")}
+            cfg.dataset = run_config(merged_with, overrides).dataset
+            cfg.dataset.update({k: v for k, v in shard.items() if v is not None})
         dataset = instantiate(cfg.dataset)
-        check_data(run_dir, dataset)
+        check_data(run_dir, dataset, merged_with)
     except Exception as e:
         _fail(e)
     table, summary = evaluate(run_dir, dataset, cfg.get("max_pixels", 4096 ** 2))
@@ -165,7 +181,7 @@ def main(argv=None) -> dict:
     for d in dirs:
         if not d.is_dir():
             parser.error(f"{d} is not a directory")
-    tables = {d: evaluate_dir(d, overrides) for d in dirs}
+    tables = {d: evaluate_dir(d, overrides, dirs[0] if len(dirs) > 1 else None) for d in dirs}
     if len(dirs) == 1:
         summary = tables[dirs[0]][1]
     else:

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -399,6 +400,41 @@ def test_a_split_run_merges_to_exactly_the_unsharded_summary(tmp_path, nine_phot
     assert (split / "merged_evaluation.json").exists()
     with pytest.raises(SystemExit):  # two of three shards are not the whole data set
         evaluate.main([str(split / "0"), str(split / "1")])
+    with pytest.raises(SystemExit):  # a shard given twice is not a split (issue 27: it merged as 3 shards)
+        evaluate.main([str(split / "0"), str(split / "1"), str(split / "1")])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("other_data", ["other photos", "one photo swapped"])
+def test_evaluate_refuses_to_merge_shards_run_on_different_data(tmp_path, nine_photos, capsys, other_data):
+    """Shard 1 of the same split, run with the same settings on another folder (other photos, or a
+    copy with one of shard 1's photos replaced), must not merge with shards 0 and 2 of the first
+    folder into one summary (issue 27: it did, with rc 0)."""
+    split = tmp_path / "split"
+    run("-m", *TINY, *nine_photos, *IN_TURN, "dataset.num_shards=3", "dataset.shard=range(3)",
+        f"hydra.sweep.dir={split}")
+    root = Path(nine_photos[1].split("=", 1)[1])
+    other = tmp_path / "other"
+    shutil.copytree(root, other)
+    shard1 = sorted(json.loads((split / "1" / "dataset.json").read_text())["images"])
+    if other_data == "other photos":
+        for f in (other / "images").glob("*.png"):
+            f.rename(f.with_name("x" + f.name))
+        for f in (other / "masks").glob("*.png"):
+            f.rename(f.with_name("x" + f.name))
+    else:
+        Image.fromarray(np.full((64, 80, 3), 90, np.uint8)).save(other / "images" / f"{shard1[0]}.png")
+    run(*TINY, "dataset=folder", f"dataset.root={other}", "dataset.num_shards=3", "dataset.shard=1",
+        f"hydra.run.dir={tmp_path / 'shard1_other'}")
+    spec = importlib.util.spec_from_file_location("evaluate", ROOT / "evaluate.py")
+    evaluate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(evaluate)
+    with pytest.raises(SystemExit) as exit_:
+        evaluate.main([str(split / "0"), str(tmp_path / "shard1_other"), str(split / "2")])
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err
+    assert "shard1_other" in error and "only the shards of one run on one data set can be merged" in error
+    assert not (tmp_path / "merged_evaluation.json").exists()
 
 
 def _fake_run(path: Path, choices: dict, bilateral: bool, seed: int, summary: dict, config: dict | None = None) -> None:
