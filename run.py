@@ -143,11 +143,13 @@ def run(cfg: DictConfig, out: Path, hc) -> tuple[int, str, object]:
             raise ConfigError(f"resume={cfg.resume}: give it on the command line of a single run (not with -m)")
         validate(cfg)
         dataset = instantiate(cfg.dataset)
-        held = rundir.RunDir.open(out, cfg, dataset, list(hc.overrides.task), hc)
         cache = FeatureCache.usable(cfg.cache.dir) if cfg.cache.enabled else None
         cfg.device = sweep.job_device(cfg.device, hc)  # a joblib job on a multi-GPU machine: its own GPU
+        # Every stage built (their constructors check their settings) before the directory is
+        # written: a rejected setting leaves no settings.json that would refuse the corrected command.
         segmenter = segmenter_from_config(cfg, cache)
         logger = instantiate(cfg.logger)
+        held = rundir.RunDir.open(out, cfg, dataset, list(hc.overrides.task), hc)
         writer = ResultsWriter(out, cfg.save_labels, cfg.save_overlays)
         logger.start(OmegaConf.to_container(cfg, resolve=True), out, writer.rows)
     except Exception as e:

@@ -227,6 +227,18 @@ def test_user_errors_exit_2_with_one_paragraph_and_no_traceback(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("bad", [["postprocess.upsample=cubic"], ["optimizer.combine=vote", "loss=cc"]])
+def test_a_rejected_setting_leaves_its_directory_free_for_the_corrected_command(tmp_path, bad):
+    """Issue 27: the rejected run wrote settings.json and dataset.json first, so the corrected
+    command into the same directory was refused ("holds results computed with ...")."""
+    data, out = good_dataset(tmp_path / "data", 1), tmp_path / "run"
+    ok(run_py(out, data, tmp_path / "cache", *bad), code=2)
+    assert not (out / "settings.json").exists() and not (out / "dataset.json").exists()
+    ok(run_py(out, data, tmp_path / "cache"))
+    assert json.loads((out / "summary.json").read_text())["complete"]
+
+
+@pytest.mark.slow
 def test_round_two_errors_and_exit_codes_end_to_end(tmp_path):
     """Hydra's own errors exit 2 like ours; a damaged checkpoint and W&B without a login are one
     paragraph; a run where every image failed exits 1; an unwritable cache.dir warns and runs."""
