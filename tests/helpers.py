@@ -46,6 +46,25 @@ def good_dataset(root: Path, n: int = N_GOOD) -> Path:
     return root
 
 
+def coco(root: Path, year=2014, split="train") -> Path:
+    """Images 1, 2: ordinary; 3: only a crowd annotation; 4: annotated but its file is absent. Image 1's
+    first object has a polygon (a 10 x 20 rectangle), its crowd region an uncompressed RLE."""
+    name = (lambda i: f"COCO_train2014_{i:012d}.jpg") if year == 2014 else (lambda i: f"{i:012d}.jpg")
+    for i in (1, 2, 3):
+        photo(root / f"{split}{year}" / name(i), size=(64, 48), seed=i)
+    anns = [(1, [1.5, 2.0, 10.0, 20.0], 0), (1, [0, 0, 64, 48], 1), (2, [5, 6, 7, 8], 0), (3, [0, 0, 9, 9], 1),
+            (4, [1, 1, 2, 2], 0)]
+    data = {"images": [{"id": i, "file_name": name(i), "width": 64, "height": 48} for i in (1, 2, 3, 4)],
+            "annotations": [{"id": k, "image_id": i, "bbox": b, "iscrowd": c, "area": b[2] * b[3], "category_id": 1}
+                            for k, (i, b, c) in enumerate(anns, 1)],
+            "categories": [{"id": 1, "name": "thing"}]}
+    data["annotations"][0]["segmentation"] = [[1.5, 2.0, 11.5, 2.0, 11.5, 22.0, 1.5, 22.0]]
+    data["annotations"][1]["segmentation"] = {"size": [48, 64], "counts": [0, 48 * 32, 48 * 32]}  # the left half
+    (root / "annotations").mkdir(parents=True)
+    (root / "annotations" / f"instances_{split}{year}.json").write_text(json.dumps(data))
+    return root
+
+
 def env(cache: Path) -> dict:
     e = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     return {**e, "DEEPCUT_CACHE": str(cache), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

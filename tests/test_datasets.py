@@ -14,6 +14,7 @@ from PIL import Image
 from deepcut import datasets as D
 from deepcut.datasets import DatasetError
 from deepcut.datasets.io import _orient, _orient_boxes
+from helpers import coco
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "data"
@@ -92,22 +93,6 @@ def voc(root: Path, year=2007) -> Path:
         (base / "Annotations" / f"{name}.xml").write_text(f"<annotation><filename>{name}.jpg</filename>{xml}</annotation>")
     (base / "ImageSets" / "Main").mkdir(parents=True)
     (base / "ImageSets" / "Main" / "trainval.txt").write_text("\n".join(ids) + "\n")
-    return root
-
-
-def coco(root: Path, year=2014) -> Path:
-    """Images 1, 2: ordinary; 3: only a crowd annotation; 4: annotated but its file is absent."""
-    name = (lambda i: f"COCO_train2014_{i:012d}.jpg") if year == 2014 else (lambda i: f"{i:012d}.jpg")
-    for i in (1, 2, 3):
-        photo(root / f"train{year}" / name(i), size=(64, 48), seed=i)
-    anns = [(1, [1.5, 2.0, 10.0, 20.0], 0), (1, [0, 0, 64, 48], 1), (2, [5, 6, 7, 8], 0), (3, [0, 0, 9, 9], 1),
-            (4, [1, 1, 2, 2], 0)]
-    data = {"images": [{"id": i, "file_name": name(i), "width": 64, "height": 48} for i in (1, 2, 3, 4)],
-            "annotations": [{"id": k, "image_id": i, "bbox": b, "iscrowd": c, "area": b[2] * b[3], "category_id": 1}
-                            for k, (i, b, c) in enumerate(anns, 1)],
-            "categories": [{"id": 1, "name": "thing"}]}
-    (root / "annotations").mkdir(parents=True)
-    (root / "annotations" / f"instances_train{year}.json").write_text(json.dumps(data))
     return root
 
 
@@ -306,6 +291,18 @@ def test_coco20k_restricted_to_list(tmp_path, year):
         D.COCO20k(root, filenames=coco_list(tmp_path / "l99.txt", [99]))
     with pytest.raises(DatasetError, match=r"expected train2014/ with annotations/instances_train2014\.json .* holds: COCO/"):
         D.COCO20k(tmp_path)
+
+
+def test_coco_instances_masks_crowds_and_the_val_split(tmp_path):
+    """Issue 26: every object's mask (polygon or RLE) with its crowd flag, for instance AP."""
+    s = D.COCO20k(coco(tmp_path / "COCO", 2017, "val"), split="val")[0]
+    first, crowd = s.instances
+    assert first["mask"].shape == (48, 64) and not first["iscrowd"] and crowd["iscrowd"]
+    assert 180 <= first["mask"].sum() <= 231 and first["mask"][10, 5] and not first["mask"][30, 5]
+    assert crowd["mask"][:, :32].all() and not crowd["mask"][:, 32:].any()
+    assert D.COCO20k(tmp_path / "COCO", split="val")[1].instances[0]["mask"] is None  # no segmentation: box only
+    with pytest.raises(DatasetError, match="dataset.split='test'"):
+        D.COCO20k(tmp_path / "COCO", split="test")
 
 
 def test_datasets_pickle_for_workers(tmp_path):

@@ -31,6 +31,7 @@ class Sample:
     mask: np.ndarray | None = None     # bool (H, W), same size as image
     boxes: np.ndarray | None = None    # float32 (M, 4): x0, y0, x1, y1 in pixel edges (x1, y1 exclusive)
     parts: np.ndarray | None = None    # float32 (P, 3): x, y, part_id of the visible keypoints
+    instances: list[dict] | None = None  # every object: {"box": x0, y0, x1, y1, "mask": bool (H, W) or None, "iscrowd"}
 
 
 def _listing(folder: Path) -> str:
@@ -58,6 +59,7 @@ class Entry:
     mask: Path | None = None
     boxes: np.ndarray | None = None
     parts: np.ndarray | None = None
+    instances: list[dict] | None = None  # the family's own annotations of every object (COCO: its anns)
 
 
 def shard_of(image_id: str, num_shards: int) -> int:
@@ -168,6 +170,10 @@ class ImageDataset(torch.utils.data.Dataset):
     def _boxes(self, entry: Entry) -> np.ndarray | None:
         return entry.boxes
 
+    def _instances(self, entry: Entry, stored: tuple[int, int], orientation: int) -> list[dict] | None:
+        """Every object's box and mask, upright (a family with instance annotations decodes them)."""
+        return None
+
     def __len__(self) -> int:
         return len(self.entries)
 
@@ -177,10 +183,11 @@ class ImageDataset(torch.utils.data.Dataset):
             image, orientation, stored = _upright_rgb(entry.image)
             mask = None if entry.mask is None else load_mask(entry.mask, image.size, entry.image)
             boxes, parts = self._boxes(entry), entry.parts
+            instances = self._instances(entry, stored, orientation)
         except DatasetError as err:
             raise self._error(str(err)) from None
         if boxes is not None:
             boxes = _orient_boxes(boxes, orientation, stored)
         if parts is not None:
             parts = np.concatenate([_orient_points(parts[:, :2], orientation, stored), parts[:, 2:]], axis=1)
-        return Sample(entry.id, str(entry.image), image, mask, boxes, parts)
+        return Sample(entry.id, str(entry.image), image, mask, boxes, parts, instances)
