@@ -15,11 +15,12 @@ Exit code 2 (one paragraph, no traceback) when the data set cannot be found or r
 
 Several run directories that are the shards of one run (dataset.shard=i dataset.num_shards=n) are
 each evaluated, then merged: the summary of the whole data set, from the shards' per-image rows
-(equal to an unsharded run's), is printed and written to merged_evaluation.json in their common
-parent folder (the sweep directory). Every shard is scored against the first shard's data set, so
+(equal to an unsharded run's), is printed and written to merged_evaluation.json, and their
+proposals to instances.json, in their common parent folder (the sweep directory). Every shard is scored against the first shard's data set, so
 shards that are not one whole split of one data set are refused (exit 2).
 Metrics: IoU, Acc, maxFβ, and MAE, S-measure, mean/max E-measure through pysodmetrics
-(deepcut/metrics.py), CorLoc, keypoint NMI/ARI.
+(deepcut/metrics.py), CorLoc, keypoint NMI/ARI, and for a run with postprocess.instances the
+proposals' class-agnostic COCO AP/AR (instances/<id>.json against the data set's objects).
 """
 from __future__ import annotations
 
@@ -38,14 +39,14 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from PIL import Image
 
-from deepcut import metrics, rundir
+from deepcut import instances, metrics, rundir
 from deepcut.config import compose_config
 from deepcut.errors import one_paragraph
 from deepcut.overrides import override_key, parse_override
 from deepcut.records import read_fingerprint
 from deepcut.masks import mask_to_box
 from deepcut.pipeline import bound, image_metrics
-from deepcut.results import read_results, summarize_run
+from deepcut.results import read_results, summarize_run, write_instances
 
 def run_config(run_dir: Path, overrides: list[str]):
     """The run's saved config with ``overrides`` applied (typed as Hydra types them: `dataset.limit=8`
@@ -95,8 +96,12 @@ def check_data(run_dir: Path, dataset, merged_with: Path | None = None) -> None:
                          f"were computed on (first: {changed[0]}, now {dataset.listed[changed[0]].image}){where}")
 
 
-def evaluate(run_dir: Path, dataset, max_pixels: int | None = None) -> tuple[pd.DataFrame, dict]:
+def evaluate(run_dir: Path, dataset, max_pixels: int | None = None) -> tuple[pd.DataFrame, dict, list | None]:
+    """Per-image rows, the summary and, when the run made proposals (instances/), their records
+    with the ground truth taken afresh from ``dataset``."""
     saved = read_results(run_dir / "results.csv")
+    proposals = run_dir / "instances"
+    records = [] if proposals.is_dir() else None
     boxes = saved.set_index("id")[["x0", "y0", "x1", "y1"]] if "x0" in saved else None
     # Whether the method put every patch in one cluster is known to the run only: kept from its rows.
     degenerate = saved.set_index("id")["degenerate"].to_dict() if "degenerate" in saved else {}
@@ -131,14 +136,16 @@ def evaluate(run_dir: Path, dataset, max_pixels: int | None = None) -> tuple[pd.
         elif boxes is None:
             box = mask_to_box(mask)
         rows.append({"id": sid, **image_metrics(sample, labels, mask, box)})
+        if records is not None and (proposals / f"{sid}.json").exists():
+            records.append({**json.loads((proposals / f"{sid}.json").read_text()), "truth": instances.truth(sample)})
         if isinstance(degenerate.get(sid), (bool, np.bool_)):
             rows[-1]["degenerate"] = bool(degenerate[sid])
         if sample.mask is not None:
             meter.update(mask.numpy(), sample.mask)
-    summary = summarize_run(rows, dataset=dataset.name)
+    summary = summarize_run(rows, records, dataset=dataset.name)
     if meter.ious:  # equals run.py's mean Fβ for binary masks (flat curves); a test checks it
         summary["max_f_beta"] = meter.compute()["max_f_beta"]
-    return pd.DataFrame(rows), summary
+    return pd.DataFrame(rows), summary, records
 
 
 def _fail(e: Exception) -> None:
@@ -149,7 +156,7 @@ def _fail(e: Exception) -> None:
     sys.exit(2)
 
 
-def evaluate_dir(run_dir: Path, overrides: list[str], merged_with: Path | None = None) -> tuple[pd.DataFrame, dict]:
+def evaluate_dir(run_dir: Path, overrides: list[str], merged_with: Path | None = None) -> tuple[pd.DataFrame, dict, list | None]:
     """Evaluate one directory, writing its evaluation.csv and evaluation.json. ``merged_with``: in a
     merge, the first shard, whose data set (at this directory's shard) every shard is scored
     against, so that shards run on different data cannot pool into one number."""
@@ -163,10 +170,10 @@ def evaluate_dir(run_dir: Path, overrides: list[str], merged_with: Path | None =
         check_data(run_dir, dataset, merged_with)
     except Exception as e:
         _fail(e)
-    table, summary = evaluate(run_dir, dataset, cfg.get("max_pixels", 4096 ** 2))
+    table, summary, records = evaluate(run_dir, dataset, cfg.get("max_pixels", 4096 ** 2))
     table.to_csv(run_dir / "evaluation.csv", index=False)
     (run_dir / "evaluation.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    return table, summary
+    return table, summary, records
 
 
 def main(argv=None) -> dict:
@@ -192,9 +199,12 @@ def main(argv=None) -> dict:
             rows = rundir.merge_shards(dirs, rows_of)
         except ValueError as e:
             _fail(e)
-        summary = summarize_run(rows, dataset=tables[dirs[0]][1].get("dataset"), shards=len(dirs))
+        records = [r for d in dirs for r in tables[d][2] or []] if any(tables[d][2] is not None for d in dirs) else None
+        summary = summarize_run(rows, records, dataset=tables[dirs[0]][1].get("dataset"), shards=len(dirs))
         parent = Path(os.path.commonpath([d.resolve() for d in dirs]))
         (parent / "merged_evaluation.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        if records is not None:  # the shards' proposals as one COCO results file, like an unsharded run's
+            write_instances(parent, records)
     print(pd.Series(summary).to_string())
     return summary
 

@@ -2,7 +2,7 @@
 
 Writes under Hydra's run directory: labels/<id>.png, overlays/<id>.jpg, results.csv (one row per
 image, incremental), summary.json, settings.json (the settings and overrides the results come
-from). `resume=<dir>` (that run's own command) or re-running the same command into the same
+from); with postprocess.instances=N, instances/<id>.{json,png} and instances.json (COCO results). `resume=<dir>` (that run's own command) or re-running the same command into the same
 directory (`hydra.run.dir=<dir>`) skips finished images and retries failed ones; a run killed at
 any point and resumed gives the summary an uninterrupted run gives.
 
@@ -47,7 +47,7 @@ def segment(cfg: DictConfig, out: Path, dataset, segmenter, writer, logger) -> t
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
-    from deepcut.results import read_rows, summarize_run
+    from deepcut.results import read_instances, read_rows, summarize_run, write_instances
 
     todo = [i for i, sid in enumerate(dataset.ids) if sid not in writer.done]
     if len(todo) < len(dataset):
@@ -107,7 +107,10 @@ def segment(cfg: DictConfig, out: Path, dataset, segmenter, writer, logger) -> t
         bar.close()
         ids = set(dataset.ids)
         rows = [r for r in read_rows(writer.csv_path) if r["id"] in ids]
-        summary = summarize_run(rows, dataset=dataset.name, backbone=cfg.backbone.name,
+        records = read_instances(out, [r["id"] for r in rows if not r.get("error")])
+        if records is not None:
+            write_instances(out, records)
+        summary = summarize_run(rows, records, dataset=dataset.name, backbone=cfg.backbone.name,
                                 method=cfg.method.name)
         summary["complete"] = len(rows) == len(ids)
         writer.close(summary)

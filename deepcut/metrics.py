@@ -303,3 +303,48 @@ def summarize(rows: list[dict]) -> dict:
     out["n_images"] = len(rows)
     out["n_failed"] = sum(bool(row.get("error")) for row in rows)
     return out
+
+
+# ---------------------------------------------------------------- instances (COCO AP / AR)
+
+COCO_STATS = {"ap": 0, "ap50": 1, "ar1": 6, "ar10": 7, "ar100": 8}  # indices into COCOeval.stats
+
+
+def coco_scores(records: list[dict]) -> dict:
+    """Class-agnostic COCOeval (pycocotools) over images' proposals: ``ap_box``, ``ap50_box``,
+    ``ar1_box``, ``ar10_box``, ``ar100_box`` and, when every ground-truth instance has a mask, the
+    same with ``_mask``. A record: {"size": (H, W), "detections": COCO results without image_id
+    (deepcut.instances.detections), "truth": its ground truth (deepcut.instances.truth)}; records
+    without truth are left out. Crowd regions are COCO's: a detection on one is neither hit nor miss."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    records = [r for r in records if r.get("truth") is not None]
+    if not records:
+        return {}
+    images, truth, found = [], [], []
+    for n, r in enumerate(records, start=1):  # image ids of this evaluation only
+        images.append({"id": n, "height": int(r["size"][0]), "width": int(r["size"][1])})
+        truth += [{**t, "id": len(truth) + k, "image_id": n, "category_id": 1} for k, t in enumerate(r["truth"], 1)]
+        found += [{**d, "image_id": n} for d in r["detections"]]
+    types = ["bbox"] + (["segm"] if truth and all("segmentation" in t for t in truth) else [])
+    out = {}
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress and tables
+        gt = COCO()
+        gt.dataset = {"images": images, "annotations": truth, "categories": [{"id": 1, "name": "object"}]}
+        gt.createIndex()
+        for kind in types:
+            suffix = "_box" if kind == "bbox" else "_mask"
+            if not found:  # loadRes refuses an empty list: nothing found is AP = AR = 0
+                out.update({k + suffix: 0.0 for k in COCO_STATS})
+                continue
+            ev = COCOeval(gt, gt.loadRes([dict(d) for d in found]), kind)
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+            # -1: no ground truth in that range (no non-crowd instance at all): not a score.
+            out.update({k + suffix: (float(ev.stats[i]) if ev.stats[i] >= 0 else math.nan) for k, i in COCO_STATS.items()})
+    return out

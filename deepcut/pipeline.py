@@ -23,6 +23,7 @@ from deepcut import metrics
 from deepcut.backbone import create_backbone
 from deepcut.cache import FeatureCache, model_fingerprint, tensor_digest
 from deepcut.features import center, extract, grid_size, log_bin, resize, to_tensor
+from deepcut.instances import Instances
 from deepcut.masks import to_size
 from deepcut.postprocess import Postprocess
 from deepcut.errors import one_paragraph
@@ -106,15 +107,19 @@ def bound(sample, max_pixels: int | None):
     scale = math.sqrt(max_pixels / (w * h))
     size = (max(1, int(w * scale)), max(1, int(h * scale)))
     sx, sy = size[0] / w, size[1] / h
-    mask, boxes, parts = sample.mask, sample.boxes, sample.parts
+    mask, boxes, parts, objects = sample.mask, sample.boxes, sample.parts, sample.instances
     if mask is not None:
         mask = np.asarray(Image.fromarray(mask).resize(size, Image.NEAREST))
+    if objects is not None:
+        objects = [{**o, "box": o["box"] * np.array([sx, sy, sx, sy], np.float32),
+                    "mask": None if o["mask"] is None else np.asarray(Image.fromarray(o["mask"]).resize(size, Image.NEAREST))}
+                   for o in objects]
     if boxes is not None:
         boxes = boxes * np.array([sx, sy, sx, sy], np.float32)
     if parts is not None:
         parts = np.concatenate([parts[:, :2] * np.array([sx, sy], np.float32), parts[:, 2:]], axis=1)
     image = sample.image.resize(size, Image.BILINEAR, reducing_gap=3.0)
-    return (dataclasses.replace(sample, image=image, mask=mask, boxes=boxes, parts=parts),
+    return (dataclasses.replace(sample, image=image, mask=mask, boxes=boxes, parts=parts, instances=objects),
             f"downscaled from {w}x{h} to {size[0]}x{size[1]} (max_pixels={max_pixels})")
 
 
@@ -130,6 +135,13 @@ def image_metrics(sample, labels: torch.Tensor, mask: torch.Tensor, box) -> dict
         row["kp_gt"], row["kp_pred"] = " ".join(map(str, gt)), " ".join(map(str, pred))
     return row
 
+
+def instance_record(sample, found: Instances) -> dict:
+    """What instances/<id>.json keeps of an image: its proposals in COCO's results form and, for
+    the summary's AP/AR, its class-agnostic ground truth (None: it has none)."""
+    from deepcut import instances
+    return {"id": sample.id, "image_id": instances.coco_id(sample.id), "size": [sample.image.height, sample.image.width],
+            "detections": instances.detections(found), "truth": instances.truth(sample)}
 
 
 # ---------------------------------------------------------------- the chain
@@ -148,6 +160,7 @@ class Segmentation:
     grid: tuple[int, int]              # (h, w)
     n_clusters: int                    # distinct labels in patch_labels
     time_s: float                      # features + method + post-processing, this image's share
+    instances: Instances | None = None  # object proposals (postprocess.instances > 0), at image size
 
 
 class Segmenter:
@@ -217,6 +230,7 @@ class Segmenter:
             if image.size != original.size:  # shrunk to max_pixels for memory: back to the photo's coordinates
                 labels, mask, box = to_size(labels, mask, box, (original.height, original.width))
             out.append(Segmentation(labels=labels, patch_labels=patch.cpu(), mask=mask, box=box,
+                                    instances=self.post.propose(labels),
                                     soft=None if soft is None else soft.cpu(),
                                     eigenvector=None if vector is None else vector.cpu(),
                                     features=f.cpu(), grid=grid, n_clusters=int(patch.unique().numel()), time_s=0.0))
@@ -264,10 +278,14 @@ class Segmenter:
                     raise lab
                 full, mask, box = self.post(lab, sample.image)
                 # Every patch in one cluster: a legitimate (empty or full) mask, evaluated and counted.
+                found = self.post.propose(full)
                 row = {"id": sample.id, **extra, "degenerate": bool(lab.unique().numel() == 1),
                        **image_metrics(sample, full, mask, box)}
+                if found is not None:
+                    row["n_instances"] = len(found)
                 row["time_s"] = clustered.shared_s + time.perf_counter() - own
-                out.append((row, (sample.image, full, mask, box)))
+                out.append((row, (sample.image, full, mask, box, found,
+                                   None if found is None else instance_record(sample, found))))
             except Exception as e:  # noqa: BLE001 - recorded in the row, the run goes on
                 out.append(({"id": sample.id, "error": reason(e), **extra}, ()))
         return out

@@ -15,6 +15,7 @@ from PIL import Image
 
 from deepcut.bilateral import refine, working_size
 from deepcut.errors import ConfigError, check_key, is_whole
+from deepcut.instances import Instances, proposals
 from deepcut.masks import grid_box, grid_coverage, labels_within, largest_component, mask_to_box, upsample_labels
 
 UPSAMPLE = {"nearest": "each pixel takes its patch's label", "bilinear": "edges between patch centres"}
@@ -28,6 +29,10 @@ def check(post) -> list[str]:
     allowed = lambda options: "use " + " or ".join(f"{k} ({v})" for k, v in options.items())  # noqa: E731
     check_key(problems, post, "postprocess", "upsample", lambda v: v in UPSAMPLE, allowed(UPSAMPLE))
     check_key(problems, post, "postprocess", "box_from", lambda v: v in BOX_FROM, allowed(BOX_FROM))
+    check_key(problems, post, "postprocess", "instances", lambda v: is_whole(v) and v >= 0,
+              "the most object proposals per image: a whole number >= 0 (0: the single-object output only)")
+    check_key(problems, post, "postprocess", "instance_min_area", lambda v: isinstance(v, (int, float))
+              and not isinstance(v, bool) and 0 <= v < 1, "the smallest proposal, as a share of the image: a number in [0, 1)")
     params = post.get("bilateral_params") or {}
     unknown = sorted(set(params) - set(SOLVER_KEYS))
     if unknown:
@@ -54,6 +59,8 @@ class Postprocess:
     bilateral: bool = False
     bilateral_params: dict = field(default_factory=dict)
     box_from: str = "coarse"
+    instances: int = 0          # the most object proposals per image (deepcut.instances); 0: none
+    instance_min_area: float = 0.01
     device: str = "cpu"         # where the solver runs (the segmenter's device): NumPy on the CPU, torch elsewhere
 
     def __post_init__(self):
@@ -87,3 +94,7 @@ class Postprocess:
         else:
             box = mask_to_box(upsample_labels(labels, size, self.upsample) > 0)
         return full, mask, box
+
+    def propose(self, full: torch.Tensor) -> Instances | None:
+        """The full-size label map's object proposals, when `instances` asks for them."""
+        return proposals(full, self.instances, self.instance_min_area) if self.instances else None

@@ -2,7 +2,10 @@
 and fsynced line per image, so a killed run loses at most the images in flight) and
 `summary.json` (written atomically at the end, and when a run is interrupted). Label maps and
 overlays sit next to them, each written atomically. (`settings.json` and `dataset.json`, the
-settings and data the rows belong to, are deepcut.rundir's.)
+settings and data the rows belong to, are deepcut.rundir's.) With postprocess.instances, each image's
+proposals go to instances/<id>.json (COCO results and the ground truth they are scored on) and
+instances/<id>.png (0 = none, i = the i-th proposal), pooled at the end into instances.json (COCO's
+results format, for pycocotools' loadRes or a detector's self-training) and the summary's AP/AR.
 
 Columns: id; error (why the image could not be processed: the row has no metrics); note (e.g.
 the image was downscaled); degenerate (True: the method put every patch in one cluster, a
@@ -23,7 +26,7 @@ from PIL import Image
 
 from deepcut import metrics
 from deepcut.files import atomic_write, atomic_write_text
-from deepcut.visualize import overlay
+from deepcut.visualize import instance_overlay, overlay
 
 
 def atomic_save_image(image: Image.Image, path: Path, **params) -> None:
@@ -92,7 +95,7 @@ class ResultsWriter:
     number: recomputed). `done` holds the ids that need no work.
     """
     COLUMNS = ["id", "error", "note", "degenerate", "iou", "acc", "f_beta", "mae", "s_measure", "e_measure",
-               "e_measure_full", "corloc", "x0", "y0", "x1", "y1", "n_labels", "kp_gt", "kp_pred", "time_s"]
+               "e_measure_full", "corloc", "x0", "y0", "x1", "y1", "n_labels", "n_instances", "kp_gt", "kp_pred", "time_s"]
 
     def __init__(self, out_dir: str | Path, save_labels: bool = True, save_overlays: bool = True):
         self.out = Path(out_dir)
@@ -118,14 +121,24 @@ class ResultsWriter:
         self._csv = csv.DictWriter(self._file, columns, extrasaction="ignore")
 
     def add(self, row: dict, image: Image.Image | None = None, labels: torch.Tensor | None = None,
-            mask: torch.Tensor | None = None, box: torch.Tensor | None = None) -> None:
+            mask: torch.Tensor | None = None, box: torch.Tensor | None = None, found=None,
+            record: dict | None = None) -> None:
+        """One image's row, after its files; ``found`` (deepcut.instances.Instances) and ``record``
+        (deepcut.pipeline.instance_record): its proposals, when the run makes them."""
+        if record is not None:
+            (self.out / "instances").mkdir(exist_ok=True)
+            m = found.map.numpy()
+            atomic_save_image(Image.fromarray(m.astype(np.uint8 if m.max() < 256 else np.uint16)),
+                              self.out / "instances" / f"{row['id']}.png")
+            atomic_write_text(self.out / "instances" / f"{row['id']}.json", json.dumps(record) + "\n")
         if labels is not None:
             row["n_labels"] = int(labels.unique().numel())  # clusters found (a collection's ids may skip some)
             if self.save_labels:
                 dtype = np.uint8 if int(labels.max()) < 256 else np.uint16
                 atomic_save_image(Image.fromarray(labels.numpy().astype(dtype)), self.out / "labels" / f"{row['id']}.png")
             if self.save_overlays and image is not None:
-                atomic_save_image(overlay(image, labels, box), self.out / "overlays" / f"{row['id']}.jpg", quality=90)
+                picture = overlay(image, labels, box) if found is None else instance_overlay(image, found)
+                atomic_save_image(picture, self.out / "overlays" / f"{row['id']}.jpg", quality=90)
         if box is not None:
             row.update(zip(("x0", "y0", "x1", "y1"), (float(v) for v in box)))
         self._csv.writerow(row)
@@ -147,7 +160,24 @@ def write_summary(out: Path, summary: dict) -> None:
     atomic_write_text(Path(out) / "summary.json", json.dumps(clean, indent=2, default=str) + "\n")
 
 
-def summarize_run(rows: list[dict], **info) -> dict:
+def read_instances(out: Path, ids) -> list[dict] | None:
+    """The instance records (instances/<id>.json) of these images, in id order; None when the run
+    made none. An image without a record (its row is an error) has no proposals to score."""
+    folder = Path(out) / "instances"
+    if not folder.is_dir():
+        return None
+    paths = [folder / f"{i}.json" for i in sorted(map(str, ids))]
+    return [json.loads(p.read_text()) for p in paths if p.exists()]
+
+
+def write_instances(out: Path, records: list[dict]) -> None:
+    """instances.json: every record's proposals in COCO's results format (category 1, image_id as
+    deepcut.instances.coco_id), which pycocotools' COCO.loadRes reads."""
+    results = [{"image_id": r["image_id"], **d} for r in records for d in r["detections"]]
+    atomic_write_text(Path(out) / "instances.json", json.dumps(results) + "\n")
+
+
+def summarize_run(rows: list[dict], instances: list[dict] | None = None, **info) -> dict:
     """The summary of per-image rows: metric means, maxFβ, CorLoc, pooled parts NMI/ARI (both
     protocols of metrics.part_scores), and the counts n_images (rows), n_failed (rows with an error), n_evaluated (rows the metric means are
     over: no error and some ground truth) and n_degenerate (one cluster for every patch; their
@@ -155,7 +185,9 @@ def summarize_run(rows: list[dict], **info) -> dict:
     included: how many clusters were found, their distribution). Rows are taken in id order, so the means do not depend on the order
     the images were processed in (a resumed run gives the same numbers, and so do the merged rows of
     a run split into shards). Saliency: MAE, S-measure, mean and max E-measure
-    (metrics.saliency_summary)."""
+    (metrics.saliency_summary). ``instances``: the rows' instance records (read_instances), scored
+    with COCOeval (metrics.coco_scores: ap_box, ap50_box, ar1_box, ar10_box, ar100_box, and _mask).
+    n_instances_mean: proposals per image."""
     rows = sorted(rows, key=lambda r: str(r["id"]))
     s = metrics.summarize(rows)
     if "f_beta" in s:  # binary masks: each image's Fβ curve is flat, so maxFβ is the mean Fβ
@@ -173,6 +205,10 @@ def summarize_run(rows: list[dict], **info) -> dict:
         s.update(metrics.part_scores(gt, pred))
     for k in ("x0", "y0", "x1", "y1", "n_labels", "degenerate"):
         s.pop(k, None)
+    if "n_instances" in s:
+        s["n_instances_mean"] = s.pop("n_instances")
+    if instances is not None:
+        s.update(metrics.coco_scores(instances))
     ok = [r for r in rows if not r.get("error")]
     found = [r["n_labels"] for r in ok if isinstance(r.get("n_labels"), int)]
     if found:  # k-less clustering: how many clusters the images got (background included)

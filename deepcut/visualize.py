@@ -94,6 +94,17 @@ def overlay(image: Image.Image, labels, box=None, opacity: float = 0.5, n_labels
     return out
 
 
+def instance_overlay(image: Image.Image, found, opacity: float = 0.5) -> Image.Image:
+    """The image with each instance proposal (deepcut.instances.Instances: map at the image's size,
+    boxes) tinted and boxed in its own `label_colors` colour, the i-th proposal in colour i."""
+    out = overlay(image, found.map, None, opacity)
+    colors = label_colors(len(found) + 1)
+    draw = ImageDraw.Draw(out)
+    for i, (x0, y0, x1, y1) in enumerate(found.boxes.tolist(), start=1):
+        draw.rectangle([x0, y0, x1 - 1, y1 - 1], outline=tuple(int(c) for c in colors[i]), width=max(2, image.width // 150))
+    return out
+
+
 def heatmap(values, size: tuple[int, int] | None = None, cmap: str = HEAT_CMAP, vmin: float | None = 0.0,
             vmax: float | None = 1.0, image: Image.Image | None = None, opacity: float = 0.6) -> Image.Image:
     """(h, w) values -> their colours in `cmap` over [vmin, vmax] (None: the values' own min or max;
