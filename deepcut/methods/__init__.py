@@ -13,6 +13,8 @@ patch grid) to a (h, w) LongTensor mask, 0 = background, 1 = foreground:
   * dsm: Fiedler vector of the feature-affinity Laplacian, split at 0 (Melas-Kyriazi et al. 2022);
   * kmeans: k-means on L2-normalised features, non-border clusters = foreground;
   * whole: the whole image as foreground (the trivial baseline);
+  * maskcut: up to N normalised cuts, each found object masked out before the next (CutLER's MaskCut,
+    Wang et al. 2023): labels 1..n are its objects, for postprocess.instances;
   * coseg: pooled k-means parts over a collection of images (Amir et al. 2021), `CoSegmentation`.
 
 `seed` is accepted by every method so all are called alike. Tensors in, tensors out: no I/O and
@@ -33,8 +35,9 @@ from deepcut.methods.deepcut import DeepCut  # noqa: E402
 from deepcut.methods.dsm import dsm  # noqa: E402
 from deepcut.methods.kmeans import kmeans  # noqa: E402
 from deepcut.methods.lost import lost  # noqa: E402
+from deepcut.methods.maskcut import maskcut  # noqa: E402
 from deepcut.methods.tokencut import tokencut  # noqa: E402
 from deepcut.methods.whole import whole  # noqa: E402
 
-__all__ = ["CoSegmentation", "DeepCut", "create_method", "dsm", "kmeans", "lost", "method_entry",
+__all__ = ["CoSegmentation", "DeepCut", "create_method", "dsm", "kmeans", "lost", "maskcut", "method_entry",
            "method_names", "tokencut", "whole"]
