@@ -157,11 +157,13 @@ def test_kmeans_is_deterministic_for_a_seed():
     assert any(not torch.equal(one, kmeans(f, grid, seed=s, n_init=1)) for s in range(4, 12))
 
 
-def test_kmeans_more_clusters_are_all_foreground():
+def test_kmeans_more_clusters_are_all_foreground_and_keep_their_labels():
     grid = (8, 8)
-    one, two = square(grid, 1, 1, 2), square(grid, 5, 5, 2)
+    one, two = square(grid, 1, 1, 2), square(grid, 5, 5, 3)
     f = blocks(grid, [(one, A_VEC), (two, basis(3))])
-    assert torch.equal(kmeans(f, grid, k=3), (one | two).long())
+    labels = kmeans(f, grid, k=3)
+    assert torch.equal(labels > 0, one | two)
+    assert (labels[two] == 1).all() and (labels[one] == 2).all()  # by decreasing size: instances of their own
 
 
 @pytest.mark.parametrize("name", ["tokencut", "lost", "dsm", "kmeans"])

@@ -29,11 +29,13 @@ def check(cfg) -> list[str]:
 @register_method("kmeans", check=check)
 def kmeans(features: torch.Tensor, grid: tuple[int, int], *, seed: int = 0, k: int = 2, n_init: int = 10,
            background: str = "border") -> torch.Tensor:
-    """(N, C) patch features of one image -> (h, w) long mask, 1 = object (any non-border cluster)."""
+    """(N, C) patch features of one image -> (h, w) long labels: 0 = the background clusters, then
+    the foreground clusters 1, 2, ... by decreasing size (the mask is labels > 0; each cluster's
+    components are instances with postprocess.instances)."""
     from sklearn.cluster import KMeans  # ~1 s to import: only runs that use k-means pay it
 
     f = F.normalize(features.detach().double().cpu(), dim=-1).numpy()
     # argmin_{labels, mu} sum_i |f_i - mu_{label_i}|^2, best of n_init k-means++ starts.
     labels = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit_predict(f)
     labels = torch.from_numpy(labels).long().reshape(grid)
-    return (relabel_background_first(labels, background) > 0).long().to(features.device)
+    return relabel_background_first(labels, background).to(features.device)
