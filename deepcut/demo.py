@@ -1,7 +1,8 @@
 """A local web demo: `python -m deepcut.demo [--port N] [--host H] [--backbone NAME]`.
 
-Upload a photo (or pick one of the bundled scikit-image photos), choose the method, loss, K, mode
-and the bilateral refinement; the page shows the overlay with the box, the label map with its
+Upload a photo (or pick one of the bundled scikit-image photos), choose the method, loss, K, mode,
+the bilateral refinement and how many objects (instances) to propose; the page shows the overlay
+with the box (or each instance tinted and boxed in its colour), the label map with its
 legend, the soft-assignment maps (DeepCut) or the eigenvector (TokenCut, DSM), one patch's
 affinity, the box and the time taken. Needs the `[demo]` extra (gradio); runs offline on the
 packaged backbone, and nothing is sent anywhere (gradio's analytics and Hugging Face calls are
@@ -83,13 +84,15 @@ def read_photo(path) -> tuple[Image.Image, list[str]]:
     return image, notes
 
 
-def settings(method: str, loss: str, k: int, mode: str, bilateral: bool) -> tuple[str, tuple, tuple]:
+def settings(method: str, loss: str, k: int, mode: str, bilateral: bool, instances: int = 0) -> tuple[str, tuple, tuple]:
     """(method, config-group choices, overrides) for create_segmenter. Loss, K and mode only shape
     DeepCut (K also a peer's own k), so peers with different values share one cached segmenter.
     (optimizer.combine=auto picks the restarts' vote or the lowest-loss restart by itself.)"""
     if method not in method_choices():
         raise PhotoError(f"method {method!r} is not one of {', '.join(method_choices())}")
     overrides = [f"postprocess.bilateral={str(bool(bilateral)).lower()}"]
+    if instances:
+        overrides.append(f"postprocess.instances={int(instances)}")
     choices: tuple = ()
     if method == "deepcut":
         if loss not in LOSSES or mode not in MODES:
@@ -120,14 +123,15 @@ class Segmenters:
             return self.get(method, choices, overrides)
 
 
-def segment(segmenters: Segmenters, path, method: str, loss: str, k: int, mode: str, bilateral: bool):
+def segment(segmenters: Segmenters, path, method: str, loss: str, k: int, mode: str, bilateral: bool,
+            instances: int = 0):
     """One request: (overlay, label map, [(map, caption)], status markdown). Every failure becomes
     a message in the status; nothing raises."""
     if not path:
         return None, None, [], "**Upload a photo** or pick one of the examples first."
     try:
         image, notes = read_photo(path)
-        key = settings(method, loss, k, mode, bilateral)
+        key = settings(method, loss, k, mode, bilateral, instances)
         start = time.perf_counter()
         segmenter = segmenters(*key)
         loaded = time.perf_counter() - start
@@ -150,6 +154,12 @@ def segment(segmenters: Segmenters, path, method: str, loss: str, k: int, mode: 
              f"**Box** x0, y0, x1, y1 = {box}",
              f"**Clusters** {out.n_clusters} on a {out.grid[0]} x {out.grid[1]} patch grid; "
              f"foreground {100 * float(out.mask.float().mean()):.0f} % of {image.width} x {image.height} px"]
+    if out.instances is not None:
+        pictures["overlay"] = visualize.instance_overlay(image, out.instances)
+        boxes = "; ".join(", ".join(f"{v:.0f}" for v in b) for b in out.instances.boxes.tolist())
+        lines.append(f"**Instances** {len(out.instances)} (each foreground cluster's connected parts over "
+                     f"{100 * compose_config(method).postprocess.instance_min_area:.0f} % of the photo, largest first)"
+                     + (f": boxes {boxes}" if boxes else ""))
     if method != "deepcut":
         lines.append("Loss and mode shape DeepCut only" + (f" (K sets {method}'s k)." if takes_k(method) else "."))
     lines += [f"Note: {n}." for n in notes]
@@ -192,6 +202,9 @@ def build(backbone: str | None = None):
                                 elem_id="mode")
                 bilateral = gr.Checkbox(bool(compose_config("deepcut").postprocess.bilateral), elem_id="bilateral",
                                         label="Refine the mask with the bilateral solver")
+                instances = gr.Slider(0, 10, value=int(compose_config("deepcut").postprocess.instances), step=1,
+                                      label="Instances: the most objects to propose (0: one foreground)",
+                                      elem_id="instances")
                 run = gr.Button("Segment", variant="primary", elem_id="run")
             with gr.Column(scale=2):
                 overlay = gr.Image(label="Overlay and box", type="pil", format="png", interactive=False,
@@ -206,7 +219,7 @@ def build(backbone: str | None = None):
                                     gr.update(interactive=name == "deepcut" or takes_k(name))), method, [loss, mode, k])
         # preprocess=False: the upload reaches read_photo as a file path, so a bad file gets our message.
         run.click(lambda payload, *rest: segment(segmenters, (payload or {}).get("path"), *rest),
-                  [photo, method, loss, k, mode, bilateral], [overlay, labels, maps, status],
+                  [photo, method, loss, k, mode, bilateral, instances], [overlay, labels, maps, status],
                   preprocess=False, api_visibility="private")
     app.photo_folder = str(Path(photos[0]).parent)
     return app

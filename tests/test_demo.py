@@ -72,8 +72,22 @@ def test_settings_pass_loss_k_and_mode_to_deepcut_only():
     assert demo.settings("deepcut", "ncut", 2, "single", False)[2] == ("postprocess.bilateral=false", "loss.k=2")
     assert demo.settings("tokencut", "cc", 5, "parts", False) == demo.settings("tokencut", "ncut", 2, "single", False)
     assert demo.settings("kmeans", "ncut", 3, "single", False)[2] == ("postprocess.bilateral=false", "method.k=3")
+    assert demo.settings("maskcut", "ncut", 2, "single", False, 3)[2] == ("postprocess.bilateral=false",
+                                                                          "postprocess.instances=3")
     with pytest.raises(demo.PhotoError, match="not one of"):
         demo.settings("sam", "ncut", 2, "single", False)
+
+
+def test_segment_shows_instances_each_in_its_colour():
+    """Issue 26: with instances, the overlay tints and boxes every proposal and the status lists their boxes."""
+    segmenters = demo.Segmenters("tiny_random")
+    photo = str(PHOTOS["coffee"])
+    plain, _, _, _ = demo.segment(segmenters, photo, "kmeans", "ncut", 4, "single", False)
+    overlay, _, _, status = demo.segment(segmenters, photo, "kmeans", "ncut", 4, "single", False, 5)
+    line = status.split("**Instances** ")[1].split("\n")[0]
+    n = int(line.split()[0])
+    assert 1 <= n <= 5 and line.count(";") == n - 1  # one box per instance
+    assert overlay.size == plain.size and overlay.tobytes() != plain.tobytes()
 
 
 def test_segment_returns_pictures_at_the_photo_size_and_caches_the_segmenter(tmp_path):
