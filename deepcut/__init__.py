@@ -9,7 +9,7 @@ The API is imported on first use, so `import deepcut.<stage>` stays light (no ti
 import importlib
 
 _API = {"create_segmenter": "deepcut.api", "compose_config": "deepcut.config", "segmenter_from_config": "deepcut.api",
-        "Segmenter": "deepcut.pipeline", "Segmentation": "deepcut.pipeline"}
+        "Segmenter": "deepcut.pipeline", "Segmentation": "deepcut.pipeline", "ConfigError": "deepcut.errors"}
 
 __all__ = sorted(_API)
 

@@ -15,7 +15,7 @@ from typing import Sequence
 from omegaconf import DictConfig
 
 from deepcut.cache import FeatureCache
-from deepcut.config import compose_config
+from deepcut.config import compose_config, listed
 from deepcut.methods import create_method
 from deepcut.pipeline import Extractor, Segmenter
 from deepcut.postprocess import Postprocess
@@ -37,6 +37,6 @@ def create_segmenter(method: str = "deepcut", *, overrides: Sequence[str] = (), 
     through the feature cache (cache.dir). Settings are validated as run.py validates them: a
     ConfigError says which one is wrong and what is allowed."""
     extra = [*([f"device={device}"] if device is not None else []), *([f"seed={seed}"] if seed is not None else [])]
-    cfg = compose_config(method, [*overrides, *extra], **choices)
+    cfg = compose_config(method, [*listed(overrides), *extra], **choices)
     validate(cfg)
     return segmenter_from_config(cfg, cache=FeatureCache(cfg.cache.dir) if cache else None)

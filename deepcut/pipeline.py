@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,17 +211,18 @@ class Segmenter:
         labels, maps = self.method(features, grid, seed=seed, details=True)
         return labels, None, maps.get("eigenvector")
 
-    def __call__(self, images: Image.Image | Sequence[Image.Image], ids: str | Sequence[str] | None = None):
-        """A PIL image (or a list) -> Segmentation (or a list). Each image's GNN seed derives from
-        (seed, id) as in run.py; ``id`` defaults to the file name's stem (e.g. "chelsea")."""
-        from deepcut.datasets import to_rgb
-        single = isinstance(images, Image.Image)
+    def __call__(self, images, ids: str | Sequence[str] | None = None):
+        """An image (PIL, a path, a NumPy array or a tensor: deepcut.datasets.io.as_image) or a list
+        of them -> Segmentation (or a list). Each image's GNN seed derives from (seed, id) as in
+        run.py; ``id`` defaults to the file name's stem (e.g. "chelsea")."""
+        from deepcut.datasets.io import as_image
+        single = not isinstance(images, (list, tuple))
         images = [images] if single else list(images)
         ids = [ids] if isinstance(ids, str) else list(ids) if ids is not None else [_default_id(im) for im in images]
         if len(ids) != len(images):
             raise ValueError(f"{len(ids)} ids for {len(images)} images")
         start = time.perf_counter()
-        originals = [to_rgb(im) for im in images]
+        originals = [as_image(im) for im in images]
         images = [bound_image(im, self.max_pixels) for im in originals]
         features = [self.prepare(*f) for f in self.extractor([self.extractor.preprocess(im) for im in images])]
         clustered = self.cluster(features, [derive_seed(self.seed, i) for i in ids], details=True)
@@ -310,8 +312,9 @@ def _attempt(fn, *args):
         return e
 
 
-def _default_id(image: Image.Image) -> str:
-    name = getattr(image, "filename", "") or ""
+def _default_id(image) -> str:
+    """A file's stem (of a path, or of the file a PIL image was opened from), else "image"."""
+    name = image if isinstance(image, (str, os.PathLike)) else getattr(image, "filename", "") or ""
     return Path(name).stem if name else "image"
 
 

@@ -73,6 +73,40 @@ def test_bad_settings_are_config_errors():
         deepcut.create_segmenter(backbone="tiny_random", overrides=["loss.k=1"])
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    ({"method": "nope"}, r"method='nope': not an option of configs/method/; use one of coseg, deepcut, "),
+    ({"loss": "nope"}, r"loss='nope': not an option of configs/loss/; use one of cc, ncut"),
+    ({"overrides": ["loss.kk=3"]}, r"loss.kk: not a setting of the configs; the keys there are name, k, ortho_weight"),
+    ({"overrides": "loss.k=3"}, r"overrides='loss.k=3': give a list of 'group.key=value' strings"),
+    ({"overrides": ["loss.k3"]}, r"overrides=\['loss.k3'\]: Error parsing override 'loss.k3'"),
+])
+def test_unknown_options_keys_and_overrides_are_config_errors_exported_from_deepcut(kwargs, message):
+    """Issue 27, item 9: Hydra's MissingConfigException (with its search-path dump),
+    ConfigCompositionException and a string parsed letter by letter become one ConfigError."""
+    assert deepcut.ConfigError is ConfigError
+    with pytest.raises(deepcut.ConfigError, match=message):
+        deepcut.create_segmenter(**{"backbone": "tiny_random", **kwargs})
+
+
+def test_arrays_tensors_and_paths_are_images_and_empty_ones_are_refused(tmp_path):
+    """Issue 27, item 9: what users pass besides PIL images gives the PIL image's result."""
+    seg = deepcut.create_segmenter("kmeans", backbone="tiny_random", device="cpu")
+    a = np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8)
+    reference = seg(Image.fromarray(a), ids="x").labels
+    Image.fromarray(a).save(tmp_path / "photo.png")
+    for same in (a, a / 255.0, torch.from_numpy(a).permute(2, 0, 1), torch.from_numpy(a).permute(2, 0, 1) / 255,
+                 str(tmp_path / "photo.png"), tmp_path / "photo.png"):
+        assert torch.equal(seg(same, ids="x").labels, reference), type(same)
+    assert seg([a, tmp_path / "photo.png"], ids=["x", "y"])[1].labels.shape == (40, 60)
+    for empty in (np.zeros((0, 0, 3), np.uint8), Image.new("RGB", (0, 0))):
+        with pytest.raises(ValueError, match="the image is empty"):
+            seg(empty)
+    with pytest.raises(ValueError, match=r"\(H, W\), \(H, W, 3\) or \(H, W, 4\); this one is \(4, 4, 5\)"):
+        seg(np.zeros((4, 4, 5)))
+    with pytest.raises(ValueError, match="not 'int'"):
+        seg(3)
+
+
 def test_any_pil_mode_and_a_batch(tmp_path):
     seg = deepcut.create_segmenter("kmeans", backbone="tiny_random", device="cpu")
     rng = np.random.default_rng(0)

@@ -86,6 +86,35 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return _orient(image, orientation).convert("RGB")
 
 
+def as_image(image) -> Image.Image:
+    """What a user hands the API as one image -> upright 8-bit RGB: a PIL image, a file path, a
+    NumPy array (H, W), (H, W, 3) or (H, W, 4), uint8 or float in [0, 1], or a torch tensor laid
+    out as torchvision's (C, H, W) or as (H, W, C). Anything else, or an empty image, is a ValueError."""
+    import os
+
+    if isinstance(image, (str, os.PathLike)):
+        return load_image(image)
+    if not isinstance(image, Image.Image):
+        if hasattr(image, "detach"):  # a torch tensor: channels first (torchvision) unless last
+            a = image.detach().cpu()
+            a = a.permute(1, 2, 0) if a.ndim == 3 and a.shape[0] in (1, 3, 4) and a.shape[2] not in (1, 3, 4) else a
+            image = a.numpy()
+        if not isinstance(image, np.ndarray):
+            raise ValueError(f"an image is a PIL image, a file path, a NumPy array or a torch tensor, not "
+                             f"{type(image).__name__!r}")
+        a = image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image
+        if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
+            raise ValueError(f"an image array is (H, W), (H, W, 3) or (H, W, 4); this one is {image.shape}")
+        if a.dtype != np.uint8:
+            a = np.clip(np.nan_to_num(a.astype(np.float64)) * (255 if a.max(initial=0) <= 1 else 1), 0, 255).round().astype(np.uint8)
+        if a.size == 0:
+            raise ValueError(f"the image is empty ({a.shape[1] if a.ndim > 1 else 0} x {a.shape[0]} pixels)")
+        image = Image.fromarray(np.ascontiguousarray(a))
+    if image.width == 0 or image.height == 0:
+        raise ValueError(f"the image is empty ({image.width} x {image.height} pixels)")
+    return to_rgb(image)
+
+
 def _upright_rgb(path) -> tuple[Image.Image, int, tuple[int, int]]:
     """The RGB upright image, its EXIF orientation and the stored (unrotated) size."""
     image = _read(path)
