@@ -9,14 +9,21 @@ from pathlib import Path
 
 from deepcut.errors import ConfigError
 
+# The process's umask, read once at import (os.umask can only be read by setting it, which is not
+# thread-safe later, with post-processing in a thread): mkstemp's files are 0600 whatever the umask.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 def atomic_write(path: str | Path, write) -> None:
     """``write(tmp)`` to a temporary file beside ``path``, fsync, then rename over ``path``: readers
     (a resumed run, another job on a shared file system) see the old file or the whole new one,
     never a torn one. The temporary name is hidden (`.<name>.<random>.tmp`) and unique across
-    processes and hosts; a killed writer's leftovers match `.*.tmp`."""
+    processes and hosts; a killed writer's leftovers match `.*.tmp`. The file gets the mode a plain
+    open() would give it (0666 less the umask), so colleagues can read a run as they read run.log."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~_UMASK)
     os.close(fd)
     try:
         write(Path(tmp))

@@ -48,6 +48,20 @@ def test_default_run_writes_every_artefact_under_the_run_dir(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nothing else in the working dir
 
 
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_a_runs_files_honour_the_umask(tmp_path, umask, mode):
+    """Issue 27, item 13: files written atomically (through mkstemp's 0600 temporaries) came out
+    0600 under umask 022, so a colleague could not read results.csv or the labels."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, str(ROOT / "run.py"), f"hydra.run.dir={out}", *TINY, "dataset.limit=2"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          preexec_fn=lambda: os.umask(umask))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    modes = {str(p.relative_to(out)): p.stat().st_mode & 0o777 for p in out.rglob("*") if p.is_file()}
+    assert {"results.csv", "summary.json", "settings.json", "dataset.json", "labels/chelsea.png"} <= set(modes)
+    assert set(modes.values()) == {mode}, modes
+
+
 @pytest.mark.parametrize("overrides", [["loss=cc"], ["mode=parts", "loss.k=3"], ["mode=parts", "mode.split_background=true"],
                                        ["method=tokencut"], ["optimizer.restarts=3", "optimizer.combine=best"],
                                        ["postprocess.largest_component=true", "postprocess.bilateral=true"]])
