@@ -48,6 +48,9 @@ def _backbone(b: DictConfig) -> list[str]:
         with torch.device("meta"):  # the architecture only: no weights, no download, no memory
             model = timm.create_model(name, pretrained=False, dynamic_img_size=True, **kwargs)
     except TypeError as err:
+        if "dynamic_img_size" in str(err):  # not a ViT: timm's ViTs all take it, a ResNet or ConvNeXt does not
+            return [f"backbone.name={name!r} is not a ViT (timm builds it without patch tokens); DeepCut needs a "
+                    "ViT's patch tokens: any of timm.list_models('vit_*'), e.g. vit_small_patch8_224.dino"]
         return [f"backbone.model_kwargs={kwargs}: {name} does not accept them ({err})"]
     patch_embed = getattr(model, "patch_embed", None)
     if patch_embed is None or not hasattr(model, "blocks"):

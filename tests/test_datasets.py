@@ -219,6 +219,50 @@ def test_cub_box_missing_for_an_image(tmp_path):
         D.CUB(root)
 
 
+@pytest.mark.parametrize("name", ["train_test_split.txt", "bounding_boxes.txt", "parts/part_locs.txt"])
+def test_cub_missing_index_file_is_named_as_missing(tmp_path, name):
+    """Issue 27, item 10: the missing-file error was swallowed into "expected 2 (or 5) numbers"."""
+    root = cub(tmp_path)
+    (root / "CUB_200_2011" / name).unlink()
+    with pytest.raises(DatasetError, match=f"expected the file .*{name}"):
+        D.CUB(root)
+
+
+def test_cub_malformed_images_txt_line_is_named(tmp_path):
+    root = cub(tmp_path)
+    with open(root / "CUB_200_2011" / "images.txt", "a") as f:
+        f.write("5\n")
+    with pytest.raises(DatasetError, match=r"images.txt, line 5: '5' is not '<image_id> <path>'"):
+        D.CUB(root)
+
+
+def test_a_missing_root_names_the_folder_that_does_not_exist(tmp_path):
+    """Issue 27, item 10: a wrong dataset.root listed the contents of / (the nearest folder that exists)."""
+    with pytest.raises(DatasetError, match=r"but /no_such_dir_27 does not exist\. See") as err:
+        D.CUB("/no_such_dir_27/CUB")
+    assert "holds" not in str(err.value)
+    (tmp_path / "ecssd").mkdir()
+    with pytest.raises(DatasetError, match=f"but {tmp_path}/absent does not exist \\({tmp_path} holds: ecssd/\\)"):
+        D.ECSSD(tmp_path / "absent" / "ECSSD")
+
+
+def test_folder_path_takes_one_image_file_or_a_glob(tmp_path):
+    """Issue 27, items 10 and 17: dataset.path=photo.jpg said "expected the folder"."""
+    for name in ("a.jpg", "b.png", "sub/c.jpg"):
+        photo(tmp_path / name)
+    (tmp_path / "notes.txt").write_text("x")
+    assert D.Folder(path=tmp_path / "a.jpg").ids == ["a"]
+    assert D.Folder(path=str(tmp_path / "*.jpg")).ids == ["a"]
+    assert D.Folder(path=str(tmp_path / "**" / "*.jpg")).ids == ["a", "c"]
+    with pytest.raises(DatasetError, match=r"the pattern .*\*\.gif matches no file"):
+        D.Folder(path=str(tmp_path / "*.gif"))
+    with pytest.raises(DatasetError, match="notes.txt is not an image file"):
+        D.Folder(path=tmp_path / "notes.txt")
+    photo(tmp_path / "sub" / "a.jpg")
+    with pytest.raises(DatasetError, match="would get the same id"):
+        D.Folder(path=str(tmp_path / "**" / "*.jpg"))
+
+
 # ---------------------------------------------------------------- sharding
 
 

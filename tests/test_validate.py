@@ -13,6 +13,7 @@ from helpers import REPO, config
     (["backbone.layer=5"], "backbone.layer=5"),
     (["backbone.resolution=4"], "backbone.resolution=4"),
     (["+backbone.model_kwargs.nonsense=1"], "backbone.model_kwargs"),
+    (["backbone.name=resnet18"], "backbone.name='resnet18' is not a ViT"),  # issue 27, item 10: not model_kwargs
     (["loss.k=1"], "loss.k=1"),
     (["loss=cc", "graph.alpha=0"], "graph.alpha=0"),
     (["optimizer.steps=0"], "optimizer.steps=0"),

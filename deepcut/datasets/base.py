@@ -43,11 +43,16 @@ def _listing(folder: Path) -> str:
 
 
 def _found(path: Path) -> str:
-    """What is there instead of ``path``, for error messages: the nearest existing folder's listing."""
+    """What is there instead of ``path``, for error messages: its folder's listing, or which of its
+    folders does not exist (with the listing of the one above it, unless that is the file system's root)."""
+    path = Path(path).absolute()
     folder = path.parent
     while not folder.is_dir():
         folder = folder.parent
-    return _listing(folder)
+    if folder == path.parent:
+        return _listing(folder)
+    missing = folder / path.relative_to(folder).parts[0]
+    return f"{missing} does not exist" + ("" if folder == Path(folder.anchor) else f" ({_listing(folder)})")
 
 
 

@@ -50,8 +50,7 @@ class CUB(ImageDataset):
             log.warning("cub: no segmentations/ beside or inside %s: evaluating boxes (CorLoc) and keypoints "
                         "(NMI/ARI) only, no mask metrics; see %s", base, self.readme)
         self.task = "segmentation" if folder is not None else "localization"
-        rows = [line.split() for line in self._file(base / "images.txt").read_text().splitlines() if line.strip()]
-        files = {int(image_id): rel for image_id, rel in rows}
+        files = self._images_txt(base / "images.txt")
         chosen = self._subset(base, subset, sorted(files))
         locs = self._table(base / "parts" / "part_locs.txt", 5)  # image_id part_id x y visible
         locs = locs[locs[:, 4] > 0]
@@ -90,10 +89,23 @@ class CUB(ImageDataset):
 
     def _table(self, path: Path, columns: int) -> np.ndarray:
         """A whitespace-separated numeric index file (fast enough for the 176k lines of part_locs.txt)."""
+        text = self._file(path).read_text()  # a missing file says so, before any parsing
         try:
-            return np.array(self._file(path).read_text().split(), dtype=np.float64).reshape(-1, columns)
+            return np.array(text.split(), dtype=np.float64).reshape(-1, columns)
         except ValueError:
             raise self._error(f"{path}: expected {columns} numbers on every line") from None
+
+    def _images_txt(self, path: Path) -> dict[int, str]:
+        """images.txt: '<image_id> <relative path>' per line."""
+        files = {}
+        for n, line in enumerate(self._file(path).read_text().splitlines(), start=1):
+            cells = line.split()
+            if not cells:
+                continue
+            if len(cells) != 2 or not cells[0].isdigit():
+                raise self._error(f"{path}, line {n}: {line.strip()!r} is not '<image_id> <path>'")
+            files[int(cells[0])] = cells[1]
+        return files
 
     def _subset(self, base: Path, subset: str, ids: list[int]) -> list[int]:
         if subset == "all":
