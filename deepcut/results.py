@@ -26,7 +26,17 @@ from PIL import Image
 
 from deepcut import metrics
 from deepcut.files import atomic_write, atomic_write_text
-from deepcut.visualize import instance_overlay, overlay
+from deepcut.visualize import instance_overlay, label_palette, overlay
+
+
+def label_png(labels: np.ndarray) -> Image.Image:
+    """A label map as a PNG whose values are the labels: a palette PNG (image viewers show each label
+    in its overlay colour; np.asarray reads the labels back) up to 255 labels, 16-bit grey beyond."""
+    if int(labels.max(initial=0)) >= 256:
+        return Image.fromarray(labels.astype(np.uint16))
+    png = Image.fromarray(labels.astype(np.uint8))
+    png.putpalette(label_palette())
+    return png
 
 
 def atomic_save_image(image: Image.Image, path: Path, **params) -> None:
@@ -127,15 +137,12 @@ class ResultsWriter:
         (deepcut.pipeline.instance_record): its proposals, when the run makes them."""
         if record is not None:
             (self.out / "instances").mkdir(exist_ok=True)
-            m = found.map.numpy()
-            atomic_save_image(Image.fromarray(m.astype(np.uint8 if m.max() < 256 else np.uint16)),
-                              self.out / "instances" / f"{row['id']}.png")
+            atomic_save_image(label_png(found.map.numpy()), self.out / "instances" / f"{row['id']}.png")
             atomic_write_text(self.out / "instances" / f"{row['id']}.json", json.dumps(record) + "\n")
         if labels is not None:
             row["n_labels"] = int(labels.unique().numel())  # clusters found (a collection's ids may skip some)
             if self.save_labels:
-                dtype = np.uint8 if int(labels.max()) < 256 else np.uint16
-                atomic_save_image(Image.fromarray(labels.numpy().astype(dtype)), self.out / "labels" / f"{row['id']}.png")
+                atomic_save_image(label_png(labels.numpy()), self.out / "labels" / f"{row['id']}.png")
             if self.save_overlays and image is not None:
                 picture = overlay(image, labels, box) if found is None else instance_overlay(image, found)
                 atomic_save_image(picture, self.out / "overlays" / f"{row['id']}.jpg", quality=90)

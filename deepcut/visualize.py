@@ -33,6 +33,11 @@ def label_colors(n_labels: int) -> np.ndarray:
     return np.concatenate([np.array([BACKGROUND], np.uint8), np.round(fg * 255).astype(np.uint8)])
 
 
+def label_palette() -> list[int]:
+    """A PNG palette of 256 entries: the colours `overlay` gives labels 0-10 (tab10), then tab20."""
+    return np.concatenate([label_colors(11), label_colors(256)[11:]]).ravel().tolist()
+
+
 def _labels(labels) -> np.ndarray:
     lab = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
     if lab.ndim != 2 or lab.size == 0 or lab.min() < 0:

@@ -1,4 +1,6 @@
 """Tests of deepcut/results.py: results.csv written, resumed after damage, and read back."""
+import numpy as np
+from PIL import Image
 from deepcut.results import ResultsWriter, read_results, read_rows
 from helpers import no_temporaries
 
@@ -33,3 +35,17 @@ def test_damaged_cell_on_resume_is_recomputed_not_a_crash(tmp_path):
     w = ResultsWriter(tmp_path)
     assert w.done == {"a"} and [r["id"] for r in read_rows(tmp_path / "results.csv")] == ["a"]
     w.close()
+
+
+def test_label_maps_are_palette_pngs_whose_values_are_the_labels(tmp_path):
+    """Issue 27, item 16: a label PNG looked black in a viewer (values 0..K as grey); as a palette
+    PNG it shows each label in its overlay colour, and np.asarray still reads the labels."""
+    from deepcut.results import label_png
+    from deepcut.visualize import label_colors
+    labels = np.arange(12, dtype=np.int64).repeat(3).reshape(6, 6)
+    label_png(labels).save(tmp_path / "a.png")
+    png = Image.open(tmp_path / "a.png")
+    assert png.mode == "P" and np.array_equal(np.asarray(png), labels)
+    assert np.array_equal(np.asarray(png.convert("RGB"))[0, 3], label_colors(11)[1])  # label 1 as overlay draws it
+    label_png(labels * 100).save(tmp_path / "b.png")  # beyond 255 labels: 16-bit values
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png")), labels * 100)
