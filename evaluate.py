@@ -188,6 +188,17 @@ def main(argv=None) -> dict:
     for d in dirs:
         if not d.is_dir():
             parser.error(f"{d} is not a directory")
+    # The labels/ folder itself given for its run: every id was looked up in labels/labels/.
+    dirs = [d.parent if d.name == "labels" and not (d / "labels").is_dir() and (d.parent / "results.csv").exists()
+            else d for d in dirs]
+    for d in dirs:
+        try:
+            done = json.loads((d / "summary.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(done, dict) and done.get("complete") is False:
+            print(f"Note: {d} holds an unfinished run ({done.get('n_images')} images done); the images it has no "
+                  "labels for are error rows (n_failed). Resume it with run.py resume=<dir> first.", file=sys.stderr)
     tables = {d: evaluate_dir(d, overrides, dirs[0] if len(dirs) > 1 else None) for d in dirs}
     if len(dirs) == 1:
         summary = tables[dirs[0]][1]

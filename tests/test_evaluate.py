@@ -75,3 +75,16 @@ def test_evaluate_without_hydra_needs_the_data_set_and_types_overrides(scored_ru
     OmegaConf.save(folder_config(a), out / ".hydra" / "config.yaml")
     cfg = evaluate.run_config(out, ["dataset.limit=8", "dataset.root=null"])  # typed as Hydra types them
     assert cfg.dataset.limit == 8 and cfg.dataset.root is None
+
+
+def test_the_labels_folder_itself_scores_its_run_and_an_unfinished_run_is_noted(scored_run, capsys):
+    """Issue 27, item 11: `evaluate.py RUN/labels` looked for RUN/labels/labels/ and reported every
+    image failed with rc 0; an unfinished run scored without a word."""
+    import json
+    out, _, _ = scored_run
+    (out / "results.csv").write_text("id\n")
+    assert evaluate_main(out / "labels")["n_evaluated"] == evaluate_main(out)["n_evaluated"] == 3
+    assert "unfinished" not in capsys.readouterr().err
+    (out / "summary.json").write_text(json.dumps({"complete": False, "n_images": 2}))
+    evaluate_main(out)
+    assert "holds an unfinished run (2 images done)" in capsys.readouterr().err
