@@ -25,7 +25,8 @@ PAPER_NUMBERS = Path(__file__).resolve().parent / "paper_numbers.yaml"  # the pu
 
 # Summary keys, in the order tables show them, with their number format in the sweep table.
 METRICS = {"miou": ".4f", "max_f_beta": ".4f", "acc": ".4f", "mae": ".4f", "s_measure": ".4f", "mean_e_measure": ".4f",
-           "max_e_measure": ".4f", "corloc": ".2f", "nmi": ".4f", "ari": ".4f"}
+           "max_e_measure": ".4f", "corloc": ".2f", "nmi": ".4f", "ari": ".4f",
+           **{f"{k}_{kind}": ".4f" for kind in ("box", "mask") for k in ("ap", "ap50", "ar1", "ar10", "ar100")}}
 
 
 COUNTS = {"time_s": ".3f", "n_images": ".0f", "n_failed": ".0f"}
@@ -93,7 +94,7 @@ def merge_split_runs(runs: list[dict]) -> list[dict]:
     """The shards of a split run (dataset.shard=i dataset.num_shards=n, one run directory each) as
     one run over the whole data set: its summary recomputed from the shards' per-image rows, which
     is the summary the unsharded run would have written (tested)."""
-    from deepcut.results import read_rows, summarize_run
+    from deepcut.results import read_instances, read_rows, summarize_run
 
     split, out = {}, []
     for run in runs:
@@ -112,7 +113,9 @@ def merge_split_runs(runs: list[dict]) -> list[dict]:
             continue
         first = shards[0]
         info = {k: v for k, v in first.items() if not k.startswith("n_") and k not in METRICS and k != "time_s"}
-        merged = {**info, **summarize_run(rows)}
+        found = [read_instances(d, [r["id"] for r in read_rows(d / "results.csv") if not r.get("error")]) for d in dirs]
+        records = None if all(f is None for f in found) else [r for f in found for r in f or []]
+        merged = {**info, **summarize_run(rows, records)}
         merged["run_dir"] = common_dir(dirs).replace(" runs)", " shards)")
         merged["variant"] = " ".join(o for o in first["variant"].split() if override_key(o) != "dataset.shard")
         merged["overrides"] = " ".join(o for o in first["overrides"].split() if override_key(o) != "dataset.shard")
