@@ -118,6 +118,41 @@ def segment(cfg: DictConfig, out: Path, dataset, segmenter, writer, logger) -> t
     return summary, stop.signum
 
 
+def teacher_of(cfg: DictConfig, dataset) -> Path:
+    """task.teacher_dir, checked: an earlier distil run of exactly this data set's images."""
+    from deepcut.records import read_fingerprint
+
+    teacher = Path(cfg.task.teacher_dir)
+    recorded, now = read_fingerprint(teacher) or {}, dataset.fingerprint(dataset.ids)
+    other = [i for i in dataset.ids if recorded.get(i) != now[i]]
+    if other or not (teacher / "results.csv").is_file():
+        raise ConfigError(f"task.teacher_dir={str(teacher)!r} holds no masks of this data set's images (first missing "
+                          f"or different: {other[0] if other else dataset.ids[0]}); give the directory of a "
+                          "task=distil run on the same images")
+    return teacher
+
+
+def distil_head(cfg: DictConfig, out: Path, dataset, segmenter, summary: dict | Path) -> dict:
+    """task=distil, after the teacher's pass (``summary``: its summary) or from an earlier distil
+    run's directory (``summary``: that directory): train the head on the masks of the images
+    segmented without error and record it in summary.json."""
+    from deepcut import distil
+    from deepcut.results import read_rows, summarize_run, write_summary
+
+    teacher = summary if isinstance(summary, Path) else None
+    rows = [r for r in read_rows((teacher or out) / "results.csv") if r["id"] in set(dataset.ids)]
+    if teacher is not None:
+        summary = {**summarize_run(rows, dataset=dataset.name, backbone=cfg.backbone.name, method=cfg.method.name),
+                   "complete": True, "teacher_dir": str(teacher)}
+    ids = sorted(r["id"] for r in rows if not r.get("error"))
+    if not ids:
+        return summary
+    summary = {**summary, **distil.train(cfg, out, dataset, segmenter, ids, teacher)}
+    write_summary(out, summary)
+    log.info("head trained on %d images: %s", len(ids), summary["head"])
+    return summary
+
+
 # ---------------------------------------------------------------- entry point
 
 
@@ -146,6 +181,10 @@ def run(cfg: DictConfig, out: Path, hc) -> tuple[int, str, object]:
             raise ConfigError(f"resume={cfg.resume}: give it on the command line of a single run (not with -m)")
         validate(cfg)
         dataset = instantiate(cfg.dataset)
+        distilling = cfg.task.name == "distil"
+        if distilling:  # the teacher's masks are the targets: no ground truth is read, nor recorded
+            dataset = dataset.without_ground_truth()
+        teacher = teacher_of(cfg, dataset) if distilling and cfg.task.teacher_dir else None
         cache = FeatureCache.usable(cfg.cache.dir) if cfg.cache.enabled else None
         cfg.device = sweep.job_device(cfg.device, hc)  # a joblib job on a multi-GPU machine: its own GPU
         # Every stage built (their constructors check their settings) before the directory is
@@ -153,7 +192,7 @@ def run(cfg: DictConfig, out: Path, hc) -> tuple[int, str, object]:
         segmenter = segmenter_from_config(cfg, cache)
         logger = instantiate(cfg.logger)
         held = rundir.RunDir.open(out, cfg, dataset, list(hc.overrides.task), hc)
-        writer = ResultsWriter(out, cfg.save_labels, cfg.save_overlays)
+        writer = ResultsWriter(out, cfg.save_labels or distilling, cfg.save_overlays)  # distil trains on labels/
         logger.start(OmegaConf.to_container(cfg, resolve=True), out, writer.rows)
     except Exception as e:
         if held is not None:
@@ -165,7 +204,12 @@ def run(cfg: DictConfig, out: Path, hc) -> tuple[int, str, object]:
         return 2, one_paragraph(error), None
     failed = True
     try:
-        summary, stopped = segment(cfg, out, dataset, segmenter, writer, logger)
+        if teacher is not None:  # the targets are an earlier distil run's masks
+            summary, stopped = distil_head(cfg, out, dataset, segmenter, teacher), 0
+        else:
+            summary, stopped = segment(cfg, out, dataset, segmenter, writer, logger)
+            if distilling and not stopped:
+                summary = distil_head(cfg, out, dataset, segmenter, summary)
         failed = bool(stopped)
     finally:  # one failing job must not leave a tracking run open and break a multirun
         logger.finish(failed=failed)

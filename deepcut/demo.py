@@ -38,9 +38,13 @@ MIN_SIDE = 14                       # one ViT patch
 log = logging.getLogger("deepcut.demo")
 
 
+@functools.lru_cache
 def method_choices() -> list[str]:
-    """The registered methods (deepcut.registry), DeepCut first: a new method module shows up here."""
-    return sorted(method_names(), key=lambda name: (name != "deepcut", name))
+    """The registered methods (deepcut.registry) that run on their configs' own settings, DeepCut
+    first: a new method module shows up here (`head` needs a checkpoint, so it does not)."""
+    from deepcut.registry import method_entry
+    ready = [name for name in method_names() if not method_entry(name).check(compose_config(name))]
+    return sorted(ready, key=lambda name: (name != "deepcut", name))
 
 
 @functools.lru_cache

@@ -47,6 +47,10 @@ def test_validation_passes_every_shipped_backbone_and_method():
                 with pytest.raises(ConfigError, match="no such file.*use hub, random, offline"):
                     validate(cfg)
                 continue
+            if option.stem == "head":  # a trained head's method: valid once given its checkpoint
+                with pytest.raises(ConfigError, match="method.checkpoint=null: give the head.pt of a distil run"):
+                    validate(cfg)
+                continue
             validate(cfg)
 
 

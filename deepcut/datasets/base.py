@@ -104,6 +104,15 @@ class ImageDataset(torch.utils.data.Dataset):
         self.entries = [e for e in entries[:limit] if num_shards == 1 or shard_of(e.id, num_shards) == shard]
         self.ids = [e.id for e in self.entries]
 
+    ground_truth = True  # False: samples carry the image only (without_ground_truth)
+
+    def without_ground_truth(self) -> "ImageDataset":
+        """The same images with no ground truth read or fingerprinted (task=distil's teacher pass)."""
+        import copy
+        unlabelled = copy.copy(self)
+        unlabelled.ground_truth = False
+        return unlabelled
+
     def ground_truth_files(self, entry: Entry) -> list[Path]:
         return [entry.mask] if entry.mask is not None else []
 
@@ -118,12 +127,12 @@ class ImageDataset(torch.utils.data.Dataset):
                 out[sid] = None
                 continue
             h = hashlib.sha256()
-            for path in [entry.image, *self.ground_truth_files(entry)]:
+            for path in [entry.image, *(self.ground_truth_files(entry) if self.ground_truth else [])]:
                 try:
                     h.update(file_digest(path).encode())
                 except OSError:
                     h.update(b"unreadable")
-            for array in (entry.boxes, entry.parts):
+            for array in (entry.boxes, entry.parts) if self.ground_truth else ():
                 h.update(b"-" if array is None else np.ascontiguousarray(array, np.float32).tobytes())
             out[sid] = h.hexdigest()
         return out
@@ -184,6 +193,11 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> Sample:
         entry = self.entries[i]
+        if not self.ground_truth:
+            try:
+                return Sample(entry.id, str(entry.image), _upright_rgb(entry.image)[0])
+            except DatasetError as err:
+                raise self._error(str(err)) from None
         try:
             image, orientation, stored = _upright_rgb(entry.image)
             mask = None if entry.mask is None else load_mask(entry.mask, image.size, entry.image)

@@ -76,7 +76,7 @@ class CUB(ImageDataset):
 
     def __getitem__(self, i: int) -> Sample:
         sample = super().__getitem__(i)
-        if self.crop == "none":
+        if self.crop == "none" or sample.boxes is None:  # no box without ground truth: the whole photo
             return sample
         x0, y0, x1, y1 = (int(v) for v in sample.boxes[0])
         x1, y1 = max(min(x1, sample.image.width), x0 + 1), max(min(y1, sample.image.height), y0 + 1)
