@@ -110,3 +110,13 @@ def test_distil_trains_a_head_without_reading_ground_truth_and_the_head_segments
     again = json.loads((tmp_path / "again" / "summary.json").read_text())
     assert again["teacher_dir"] == str(tmp_path / "teacher") and (tmp_path / "again" / "head.pt").exists()
     assert not (tmp_path / "again" / "labels").exists() or not any((tmp_path / "again" / "labels").iterdir())
+    # The API builds the same method, and evaluate.py scores the distil run's masks against the
+    # ground truth it never read (its dataset.json fingerprints the images only).
+    import deepcut
+    from PIL import Image
+    seg = deepcut.create_segmenter("head", backbone="tiny_random", overrides=[f"method.checkpoint={head}"], device="cpu")
+    assert seg(Image.open(next((data / "images").iterdir()))).mask.dtype == torch.bool
+    scored = subprocess.run([sys.executable, "evaluate.py", str(tmp_path / "teacher")], cwd=REPO, env=env(tmp_path / "cache"),
+                            capture_output=True, text=True, timeout=300)
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    assert json.loads((tmp_path / "teacher" / "evaluation.json").read_text())["n_evaluated"] == 6
