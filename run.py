@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 import os
 import signal
 import sys
@@ -173,7 +172,7 @@ def run(cfg: DictConfig, out: Path, hc) -> tuple[int, str, object]:
     from deepcut.api import segmenter_from_config
     from deepcut.cache import FeatureCache
     from deepcut.results import ResultsWriter
-    from deepcut.validate import validate
+    from deepcut.validate import objective_problem, validate
 
     held = None
     try:  # settings first: nothing is loaded, computed or logged for a run that cannot work
@@ -185,6 +184,8 @@ def run(cfg: DictConfig, out: Path, hc) -> tuple[int, str, object]:
         if distilling:  # the teacher's masks are the targets: no ground truth is read, nor recorded
             dataset = dataset.without_ground_truth()
         teacher = teacher_of(cfg, dataset) if distilling and cfg.task.teacher_dir else None
+        if problem := objective_problem(cfg, dataset):
+            raise ConfigError(problem)
         cache = FeatureCache.usable(cfg.cache.dir) if cfg.cache.enabled else None
         cfg.device = sweep.job_device(cfg.device, hc)  # a joblib job on a multi-GPU machine: its own GPU
         # Every stage built (their constructors check their settings) before the directory is
@@ -248,12 +249,17 @@ def main(cfg: DictConfig):
             code, reason, value = 128 + stopped, f"not started: the sweep was stopped by {signal.Signals(stopped).name}", None
         else:
             code, reason, value = run(cfg, out, hc)
+            if code == 2 and reason.startswith("objective="):  # the same for every trial: stop the sweep now
+                print(f"Error: {reason}", file=sys.stderr)
+                sys.exit(2)
     except Exception:  # noqa: BLE001 - a bug in one job is that job's failure
         code, reason, value = 1, traceback.format_exc(), None
         log.error("job %s failed:\n%s", hc.job.num, reason)
     if code:
         sweep.write_error(out, code, reason)
-        return math.nan if cfg.get("objective") else None  # a sweeper (optuna) records a failed trial
+        # None, not NaN: hydra-optuna-sweeper records a trial whose value is not a float as failed,
+        # while NaN passes its float() and then breaks optuna's tell() (2.10) for the whole study.
+        return None
     return value
 
 

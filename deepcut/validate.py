@@ -26,6 +26,24 @@ from deepcut.registry import UnknownMethod
 
 # Summary metrics a sweep can optimise (summary.json keys; higher is better except time_s).
 OBJECTIVES = ("miou", "acc", "max_f_beta", "corloc", "nmi", "ari", "time_s")
+# The ground truth each objective is computed from (the rest need masks).
+OBJECTIVE_NEEDS = {"corloc": "boxes", "nmi": "parts", "ari": "parts", "time_s": None}
+
+
+def objective_problem(cfg: DictConfig, dataset) -> str | None:
+    """Why the run's objective cannot be computed on ``dataset`` (its first image's ground truth),
+    or None: a sweeper would otherwise run every trial and fail on the first missing value."""
+    objective = cfg.get("objective")
+    if not objective or not len(dataset):
+        return None
+    need = OBJECTIVE_NEEDS.get(objective, "masks")
+    entry = dataset.entries[0]
+    have = {"masks": entry.mask is not None, "boxes": dataset._boxes(entry) is not None, "parts": entry.parts is not None,
+            None: True}
+    if dataset.ground_truth and have[need]:
+        return None
+    return (f"objective={objective}: needs {need} as ground truth, and {dataset.name} has none for its images "
+            f"(first: {entry.id}); choose an objective its ground truth gives, or a data set with {need}")
 
 
 def validate(cfg: DictConfig) -> None:

@@ -283,3 +283,15 @@ def test_two_runs_with_different_settings_into_one_dir_at_once(clean, tmp_path):
     assert OmegaConf.load(out / ".hydra" / "config.yaml").loss.k == winner
     assert f"loss.k={winner}" in OmegaConf.load(out / ".hydra" / "overrides.yaml")
     assert json.loads((out / "settings.json").read_text())["settings"]["loss.k"] == winner
+
+
+@pytest.mark.slow
+def test_a_sweep_whose_objective_the_data_cannot_give_stops_at_its_first_trial(tmp_path):
+    """Issue 27, item 7: optuna on the bundled photos (no masks) ran every trial, then ended in a
+    raw traceback ("Return value must be float-castable. Got 'None'")."""
+    cmd = [sys.executable, "run.py", "-m", "sweeper=optuna", "backbone=tiny_random", "hydra.sweeper.n_trials=4",
+           f"hydra.sweep.dir={tmp_path / 'sweep'}", "launcher=basic"]
+    done = subprocess.run(cmd, cwd=REPO, env=env(tmp_path / "cache"), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stdout + done.stderr
+    assert "objective=miou: needs masks as ground truth, and demo has none" in done.stderr
+    assert not (tmp_path / "sweep" / "1").exists()  # no second trial

@@ -73,3 +73,17 @@ def test_validation_round_two(overrides, setting):
     with pytest.raises(ConfigError) as err:
         validate(config(*overrides))
     assert setting in str(err.value) and "\n" not in str(err.value)
+
+
+def test_an_objective_the_data_set_cannot_give_is_refused_before_any_work(tmp_path):
+    """Issue 27, item 7: `-m sweeper=optuna` on the bundled photos (no ground truth) ran every trial,
+    then failed in a raw traceback on the missing value."""
+    from deepcut.datasets import Demo, Folder
+    from deepcut.validate import objective_problem
+    from helpers import good_dataset
+    assert "objective=miou: needs masks as ground truth, and demo has none" in objective_problem(config("objective=miou"), Demo())
+    assert "needs boxes" in objective_problem(config("objective=corloc"), Demo())
+    assert objective_problem(config("objective=time_s"), Demo()) is None
+    labelled = Folder(root=good_dataset(tmp_path / "data", 2))
+    assert objective_problem(config("objective=miou"), labelled) is None
+    assert "needs masks" in objective_problem(config("objective=miou"), labelled.without_ground_truth())
