@@ -43,7 +43,7 @@ from deepcut import instances, metrics, rundir
 from deepcut.config import compose_config
 from deepcut.errors import one_paragraph
 from deepcut.overrides import override_key, parse_override
-from deepcut.records import read_fingerprint, read_settings
+from deepcut.records import fingerprint_digest, read_fingerprint, read_settings
 from deepcut.masks import mask_to_box
 from deepcut.pipeline import bound, image_metrics
 from deepcut.results import read_results, summarize_run, write_instances
@@ -88,7 +88,7 @@ def check_data(run_dir: Path, dataset, merged_with: Path | None = None) -> None:
         raise ValueError(f"{run_dir} was not run on the data set of {merged_with}: its shard of that data set lists "
                          f"{len(dataset.ids)} image(s), the run recorded {len(recorded)} (first in one but not the "
                          f"other: {other[0]}); only the shards of one run on one data set can be merged")
-    now = dataset.fingerprint(ids)
+    now = dataset.fingerprint(ids, fingerprint_digest(run_dir))
     changed = [i for i in ids if now[i] != recorded[i]]
     if changed:
         where = (f"; the shards of a merge are scored against the data set of the first one, {merged_with}, and "

@@ -119,10 +119,10 @@ def segment(cfg: DictConfig, out: Path, dataset, segmenter, writer, logger) -> t
 
 def teacher_of(cfg: DictConfig, dataset) -> Path:
     """task.teacher_dir, checked: an earlier distil run of exactly this data set's images."""
-    from deepcut.records import read_fingerprint
+    from deepcut.records import fingerprint_digest, read_fingerprint
 
     teacher = Path(cfg.task.teacher_dir)
-    recorded, now = read_fingerprint(teacher) or {}, dataset.fingerprint(dataset.ids)
+    recorded, now = read_fingerprint(teacher) or {}, dataset.fingerprint(dataset.ids, fingerprint_digest(teacher))
     other = [i for i in dataset.ids if recorded.get(i) != now[i]]
     if other or not (teacher / "results.csv").is_file():
         raise ConfigError(f"task.teacher_dir={str(teacher)!r} holds no masks of this data set's images (first missing "

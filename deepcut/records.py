@@ -27,14 +27,25 @@ def write_settings(out: Path, overrides: list[str], settings: dict) -> None:
 
 def read_fingerprint(out: Path) -> dict | None:
     """dataset.json of a run directory: {image id: digest}, or None."""
-    try:
-        stored = json.loads((Path(out) / "dataset.json").read_text())
-    except (OSError, ValueError):
-        return None
+    stored = _dataset_json(out)
     images = stored.get("images") if isinstance(stored, dict) else None
     return images if isinstance(images, dict) else None
 
 
+def fingerprint_digest(out: Path) -> str:
+    """How dataset.json's digests were computed (ImageDataset.fingerprint's ``digest``): "sha256",
+    or "sampled" for a run directory recorded before whole-file digests."""
+    stored = _dataset_json(out)
+    return stored.get("digest", "sampled") if isinstance(stored, dict) else "sha256"
+
+
+def _dataset_json(out: Path):
+    try:
+        return json.loads((Path(out) / "dataset.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def write_fingerprint(out: Path, name: str, images: dict) -> None:
-    atomic_write_text(Path(out) / "dataset.json", json.dumps({"name": name, "images": images},
+    atomic_write_text(Path(out) / "dataset.json", json.dumps({"name": name, "digest": "sha256", "images": images},
                                                              indent=1, sort_keys=True) + "\n")

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from deepcut.files import atomic_write_text, writable_dir
 from deepcut.methods import method_entry
 from deepcut.overrides import SELECTION, operational, override_key, parse_override, within
-from deepcut.records import read_fingerprint, read_settings, write_fingerprint, write_settings
+from deepcut.records import fingerprint_digest, read_fingerprint, read_settings, write_fingerprint, write_settings
 from deepcut.registry import METHOD_GROUPS
 from deepcut.results import read_raw
 
@@ -131,8 +131,9 @@ class Lock:
 
 def check(out: Path, current: dict, dataset) -> None:
     """Refuse (ValueError, one paragraph) unless the results already in ``out`` were computed with
-    the settings ``current`` (keys both know; a key added to the code since is not compared) on
-    the same files as ``dataset`` has for those ids."""
+    the settings ``current`` on the same files as ``dataset`` has for those ids. A key the configs
+    gained since is not compared (its old value is unknown); one they no longer have (renamed or
+    removed) refuses the directory, since what it meant cannot be checked."""
     out = Path(out)
     has_settings = (out / "settings.json").exists()
     stored = read_settings(out)
@@ -143,6 +144,12 @@ def check(out: Path, current: dict, dataset) -> None:
                          "(hydra.run.dir), or restore settings.json")
     if stored is not None:
         old = stored["settings"]
+        gone = sorted(old.keys() - current.keys())
+        if gone:
+            raise ValueError(f"run directory {out} holds results computed with {', '.join(gone[:5])}"
+                             f"{f' and {len(gone) - 5} more' if len(gone) > 5 else ''}, which these settings do not "
+                             "have (renamed or removed from the configs since?), so they cannot be verified; use a "
+                             "new directory, or the version of deepcut the run was made with")
         differ = [k for k in sorted(old.keys() & current.keys()) if old[k] != current[k]]
         if differ:
             shown = ", ".join(f"{k}={old[k]!r} (now {current[k]!r})" for k in differ[:5])
@@ -164,7 +171,7 @@ def check(out: Path, current: dict, dataset) -> None:
     if recorded is None:
         raise ValueError(f"run directory {out} holds results but its dataset.json is missing or unreadable, so the "
                          "images they were computed on cannot be verified; give this run a new directory")
-    now = dataset.fingerprint(done)
+    now = dataset.fingerprint(done, fingerprint_digest(out))
     foreign = [i for i in done if now[i] is None]
     if foreign:
         raise ValueError(f"run directory {out} holds results for {len(foreign)} image(s) that are not in this "
@@ -203,6 +210,8 @@ class RunDir:
             current = settings(cfg)
             check(out, current, dataset)
             recorded = read_fingerprint(out) or {}
+            if fingerprint_digest(out) != "sha256":  # verified with the older digests: recorded anew, whole files
+                recorded = {k: v for k, v in dataset.fingerprint(list(recorded)).items() if v is not None}
             recorded.update(dataset.fingerprint(dataset.ids))
             write_fingerprint(out, dataset.name, recorded)
             write_settings(out, overrides, current)

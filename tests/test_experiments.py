@@ -220,7 +220,7 @@ def test_optuna_sweeper_config_composes():
     cfg = compose_config("sweeper=optuna", "experiment=paper_table1_voc07_ncut", hydra=True)
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
-    assert set(sweeper.params) >= {"graph.alpha", "optimizer.lr", "optimizer.steps"}
+    assert set(sweeper.params) >= {"loss.k", "optimizer.lr", "optimizer.steps"}  # not graph.alpha: N-cut ignores it
     assert cfg.objective == "corloc"  # the experiment's metric wins over the sweeper's default
     get_object(sweeper._target_)
 
@@ -318,7 +318,7 @@ def test_optuna_search_optimises_the_objective_run_py_returns(tmp_path, photos):
     assert len(done) == 2
     result = OmegaConf.load(sweep / "optimization_results.yaml")
     assert math.isclose(result.best_value, max(s["miou"] for s in done.values()))
-    assert set(result.best_params) == {"graph.alpha", "optimizer.lr", "optimizer.steps"}
+    assert set(result.best_params) == {"loss.k", "optimizer.lr", "optimizer.steps"}
 
 
 # ------------------------------------------------------------------ one data set split across jobs

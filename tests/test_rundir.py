@@ -4,7 +4,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from omegaconf import OmegaConf
 
 from deepcut.errors import ConfigError
@@ -142,3 +144,53 @@ def test_refused_or_concurrent_run_leaves_the_directory_as_it_was(two_datasets, 
     with pytest.raises(ValueError, match="files are not the ones"):
         RunDir.open(out, folder_config(b, "loss.k=2"), instantiate(folder_config(b).dataset), ["loss.k=2"], hc)
     assert {p.name: p.read_bytes() for p in [*out.glob("*.json"), *(out / ".hydra").iterdir()]} == before
+
+
+def test_an_edit_in_the_middle_of_a_file_is_seen_and_older_records_still_verify(two_datasets, tmp_path):
+    """Issue 27, item 12: the digest was size + first/last 64 KiB, so resuming over an image edited
+    in place in its middle reported stale numbers. Now the whole file; older dataset.json files
+    (no "digest" key) are verified with the digest they were written with, then recorded anew."""
+    import json
+    import shutil
+
+    from deepcut.datasets.io import DIGESTS
+    a, _, _ = two_datasets
+    big = tmp_path / "big"
+    shutil.copytree(a, big, copy_function=shutil.copyfile)
+    data = np.random.default_rng(0).integers(0, 256, (400, 400, 3), dtype=np.uint8)
+    Image.fromarray(data).save(big / "images" / "img00.png", compress_level=0)  # > 3 x 64 KiB
+    out = tmp_path / "run"
+    hold(out, folder_config(big))
+    recorded = json.loads((out / "dataset.json").read_text())
+    assert recorded["digest"] == "sha256"
+    raw = bytearray((big / "images" / "img00.png").read_bytes())
+    middle = len(raw) // 2
+    raw[middle] ^= 0xFF  # the same size, the same first and last 64 KiB
+    (big / "images" / "img00.png").write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="files are not the ones given now .first: img00"):
+        reopen(out, folder_config(big))
+    raw[middle] ^= 0xFF
+    (big / "images" / "img00.png").write_bytes(bytes(raw))
+    reopen(out, folder_config(big))  # the original bytes again: verified (the digest cache keyed by mtime too)
+    from hydra.utils import instantiate
+    old = instantiate(folder_config(big).dataset).fingerprint(recorded["images"], "sampled")
+    (out / "dataset.json").write_text(json.dumps({"name": "folder", "images": old}))  # as an older deepcut wrote it
+    reopen(out, folder_config(big))
+    assert json.loads((out / "dataset.json").read_text())["digest"] == "sha256"
+    assert DIGESTS.get(big / "images" / "img00.png") == DIGESTS.get(big / "images" / "img00.png")
+
+
+def test_a_setting_renamed_since_the_run_refuses_the_directory(two_datasets, tmp_path):
+    """Issue 27, item 12: only keys both settings knew were compared, so a renamed key escaped."""
+    import json
+    a, _, _ = two_datasets
+    out = tmp_path / "run"
+    hold(out, folder_config(a))
+    stored = json.loads((out / "settings.json").read_text())
+    stored["settings"]["postprocess.old_name"] = stored["settings"].pop("postprocess.upsample")
+    (out / "settings.json").write_text(json.dumps(stored))
+    with pytest.raises(ValueError, match="computed with postprocess.old_name, which these settings do not have"):
+        reopen(out, folder_config(a))
+    del stored["settings"]["postprocess.old_name"]  # a key the configs gained since: not compared
+    (out / "settings.json").write_text(json.dumps(stored))
+    reopen(out, folder_config(a))

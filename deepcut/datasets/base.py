@@ -19,6 +19,7 @@ from deepcut.datasets.io import (
     _orient_points,
     _upright_rgb,
     file_digest,
+    sampled_digest,
     load_mask,
 )
 
@@ -116,10 +117,12 @@ class ImageDataset(torch.utils.data.Dataset):
     def ground_truth_files(self, entry: Entry) -> list[Path]:
         return [entry.mask] if entry.mask is not None else []
 
-    def fingerprint(self, ids) -> dict[str, str]:
+    def fingerprint(self, ids, digest: str = "sha256") -> dict[str, str]:
         """Per image id, a digest of what its results depend on: the image file's content, its
         ground-truth files' content and any ground truth held in memory (boxes, keypoints). An id
-        not in the listing (past the limit included) maps to None."""
+        not in the listing (past the limit included) maps to None. ``digest``: "sha256" (the whole
+        files) or "sampled" (the records of older run directories, deepcut.records)."""
+        of_file = file_digest if digest == "sha256" else sampled_digest
         out = {}
         for sid in ids:
             entry = self.listed.get(sid)
@@ -129,7 +132,7 @@ class ImageDataset(torch.utils.data.Dataset):
             h = hashlib.sha256()
             for path in [entry.image, *(self.ground_truth_files(entry) if self.ground_truth else [])]:
                 try:
-                    h.update(file_digest(path).encode())
+                    h.update(of_file(path).encode())
                 except OSError:
                     h.update(b"unreadable")
             for array in (entry.boxes, entry.parts) if self.ground_truth else ():
