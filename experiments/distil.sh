@@ -4,14 +4,15 @@
 #   experiments/distil.sh SHARED_DATA OUT [extra overrides for every run...]
 # SHARED_DATA holds DUTS-TE/, ECSSD/, sod/, VOCdevkit/VOC2012/ and coco/. SEEDS="0 1 2" (default).
 # STAGES="teacher heads eval" (default: all). Levers: every head of HEADS below is trained from the
-# same teacher pass (task.teacher_dir), so they differ in the head only. A complete run is skipped.
+# same teacher pass (task.teacher_dir), so they differ in the head only; LEVER_SEEDS="0" (default)
+# are the seeds they run for. A complete run is skipped, an unfinished one resumed.
 # Writes OUT/teacher_s<seed>/ (the distil runs), OUT/<head>_s<seed>/ (the other heads),
 # OUT/<set>/<head|default>_s<seed>/ (the evaluations) and OUT/table.md.
 set -euo pipefail
 { # read whole before running: an edit made during a long sweep cannot change the rest of it
 data=$(realpath "$1"); out=$2; shift 2
 cd "$(dirname "$0")/.."
-seeds=${SEEDS:-0 1 2}; stages=${STAGES:-teacher heads eval}
+seeds=${SEEDS:-0 1 2}; stages=${STAGES:-teacher heads eval}; lever_seeds=" ${LEVER_SEEDS:-0} "
 train=(dataset=duts_te dataset.root="$data/DUTS-TE")
 declare -A sets=(
   [ecssd]="dataset=ecssd dataset.root=$data/ECSSD"
@@ -32,7 +33,7 @@ run() { local dir=$1; shift; done_run "$dir" && return 0; mkdir -p "$(dirname "$
         python run.py "$@" save_overlays=false hydra.run.dir="$dir" > "$dir.log" 2>&1 || echo "failed: see $dir.log" >&2; }
 for seed in $seeds; do
   [[ " $stages " == *" teacher "* ]] && run "$out/teacher_s$seed" task=distil "${train[@]}" seed="$seed" "$@"
-  if [[ " $stages " == *" heads "* ]]; then
+  if [[ " $stages " == *" heads "* && $lever_seeds == *" $seed "* ]]; then
     for h in "${heads[@]}"; do
       read -r name args <<< "$h"
       # shellcheck disable=SC2086
@@ -48,8 +49,9 @@ for seed in $seeds; do
         postprocess.bilateral=false seed="$seed" "$@"
       for h in "${heads[@]}"; do
         read -r name _ <<< "$h"
+        [[ $set == duts_te || $lever_seeds != *" $seed "* ]] && continue
         # shellcheck disable=SC2086
-        [[ $set == duts_te ]] || run "$out/$set/${name}_s$seed" ${sets[$set]} method=head \
+        run "$out/$set/${name}_s$seed" ${sets[$set]} method=head \
           method.checkpoint="$out/${name}_s$seed/head.pt" seed="$seed" "$@"
       done
       # shellcheck disable=SC2086
