@@ -201,6 +201,8 @@ class DigestCache:
             try:
                 cache_dir().mkdir(parents=True, exist_ok=True)
                 self.db = sqlite3.connect(str(cache_dir() / "digests.sqlite"), timeout=30, isolation_level=None)
+                # A cache: no fsync per insert (a lost row is only a digest computed again).
+                self.db.execute("PRAGMA synchronous=OFF")
                 self.db.execute("CREATE TABLE IF NOT EXISTS digests (path TEXT, size INTEGER, mtime INTEGER, "
                                 "digest TEXT, PRIMARY KEY (path, size, mtime))")
             except Exception:  # noqa: BLE001 - no shared cache: digests are computed per process
