@@ -163,9 +163,27 @@ def end_workers() -> None:
         reusable_executor._executor.shutdown(wait=True)
 
 
+def write_table(sweep_dir: Path) -> None:
+    """The sweep's comparison at its end: one row per configuration (the overrides that vary, the
+    metrics, seeds pooled; deepcut.tables.sweep_table), printed and written to sweep.md beside
+    multirun.yaml. A sweep whose table cannot be made still ends as it would have."""
+    try:
+        from deepcut.files import atomic_write_text
+        from deepcut.tables import find_runs, sweep_table, to_markdown
+        runs, _ = find_runs([sweep_dir])
+        if not len(runs):
+            return
+        text = to_markdown(sweep_table(runs))
+        atomic_write_text(sweep_dir / "sweep.md", text)
+        log.info("the sweep's jobs (%s):\n%s", sweep_dir / "sweep.md", text)
+    except Exception as err:  # noqa: BLE001 - the table is a convenience; the jobs' results stand
+        log.warning("no table of the sweep (%s: %s); python -m deepcut.tables %s makes one", type(err).__name__,
+                    err, sweep_dir)
+
+
 class SweepReport(Callback):
     """Hydra callback (configs/hydra/default.yaml): at the end of a sweep, lists the jobs that
-    failed (their error.txt) and sets `exit_code` (the largest of the failed jobs' codes) for
+    failed (their error.txt), prints and writes the table of its jobs (sweep.md) and sets `exit_code` (the largest of the failed jobs' codes) for
     run.py to exit with."""
     exit_code = 0
 
@@ -186,6 +204,7 @@ class SweepReport(Callback):
             log.error("%d job(s) of the sweep failed (reasons in their error.txt):\n%s", len(failed),
                       "\n".join(f"  {d}: exit {c}: {one_paragraph(r, 300)}" for d, c, r in failed))
             SweepReport.exit_code = max(c for _, c, _ in failed)
+        write_table(sweep_dir)
         stopped = stop_requested(sweep_dir)
         if stopped:
             log.warning("sweep stopped by %s; continue it with the same command and hydra.sweep.dir=%s (finished "

@@ -241,6 +241,8 @@ def test_joblib_sweep_over_two_losses_and_its_table(tmp_path, photos):
         assert (sweep / job / "run_info.json").exists()
     loss = {job: OmegaConf.load(sweep / job / ".hydra" / "config.yaml").loss.name for job in done}
     assert sorted(loss.values()) == ["cc", "ncut"]
+    table = (sweep / "sweep.md").read_text()  # issue 27, item 15: the sweep ends with its comparison
+    assert "| loss |" in table and "| cc |" in table and "| ncut |" in table
 
     assert tables.main([str(sweep), "--out", str(tmp_path / "tables")]) == 0
     out = tmp_path / "tables"
