@@ -91,7 +91,7 @@ def segment(cfg: DictConfig, out: Path, dataset, segmenter, writer, logger) -> t
                 if stop.signum:  # a worker ended by the same signal
                     break
                 raise
-            clustered = segmenter.cluster_batch(batch)
+            clustered = segmenter.cluster_batch(batch, cfg.get("save_maps", False))
             if pool is None:
                 write(segmenter.finish(clustered), len(batch))
                 continue

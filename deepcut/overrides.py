@@ -4,7 +4,7 @@ command line can be checked before anything heavy is imported."""
 from __future__ import annotations
 
 # Settings that change no image's result: a resume may give them anew; settings.json leaves them out.
-OPERATIONAL = ("device", "num_workers", "overlap", "strict", "save_labels", "save_overlays", "cache", "logger", "launcher",
+OPERATIONAL = ("device", "num_workers", "overlap", "strict", "save_labels", "save_overlays", "save_maps", "cache", "logger", "launcher",
                "sweeper", "objective", "resume", "hydra", "backbone.batch_size")
 # Where the data is. Not compared as settings: dataset.json says whether the files there are the
 # images (and ground truth) the results were computed on, so a moved data set may be resumed.

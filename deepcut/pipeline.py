@@ -253,8 +253,9 @@ class Segmenter:
         may post-process one batch in a thread while the next is on the backbone."""
         yield from self.finish(self.cluster_batch(batch))
 
-    def cluster_batch(self, batch: list) -> "Clustered":
-        """The first half of `process`: features and the method for the batch's readable images."""
+    def cluster_batch(self, batch: list, maps: bool = False) -> "Clustered":
+        """The first half of `process`: features and the method for the batch's readable images;
+        with ``maps``, each image's labels come with its soft assignment and eigenvector (or None)."""
         errors = [{"id": sid, "error": error} for sid, _, error, _ in batch if error is not None]
         good = [b for b in batch if b[2] is None]
         start = time.perf_counter()
@@ -264,7 +265,8 @@ class Segmenter:
         seeds = [derive_seed(self.seed, s.id) for s in samples]
         ok = [i for i, f in enumerate(features) if not isinstance(f, Exception)]
         labels: list = list(features)  # the exceptions stay in place
-        for i, lab in zip(ok, isolate(self.cluster, [features[i] for i in ok], [seeds[i] for i in ok])):
+        cluster = (lambda f, s: self.cluster(f, s, details=True)) if maps else self.cluster
+        for i, lab in zip(ok, isolate(cluster, [features[i] for i in ok], [seeds[i] for i in ok])):
             labels[i] = lab
         n_ok = sum(not isinstance(lab, Exception) for lab in labels)
         return Clustered(errors, samples, notes, labels, (time.perf_counter() - start) / max(n_ok, 1))
@@ -278,6 +280,7 @@ class Segmenter:
             try:
                 if isinstance(lab, Exception):
                     raise lab
+                lab, soft, vector = lab if isinstance(lab, tuple) else (lab, None, None)
                 full, mask, box = self.post(lab, sample.image)
                 # Every patch in one cluster: a legitimate (empty or full) mask, evaluated and counted.
                 found = self.post.propose(full)
@@ -286,8 +289,9 @@ class Segmenter:
                 if found is not None:
                     row["n_instances"] = len(found)
                 row["time_s"] = clustered.shared_s + time.perf_counter() - own
+                maps = {k: v.cpu().numpy() for k, v in (("soft", soft), ("eigenvector", vector)) if v is not None}
                 out.append((row, (sample.image, full, mask, box, found,
-                                   None if found is None else instance_record(sample, found))))
+                                   None if found is None else instance_record(sample, found), maps or None)))
             except Exception as e:  # noqa: BLE001 - recorded in the row, the run goes on
                 out.append(({"id": sample.id, "error": reason(e), **extra}, ()))
         return out

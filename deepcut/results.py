@@ -132,9 +132,16 @@ class ResultsWriter:
 
     def add(self, row: dict, image: Image.Image | None = None, labels: torch.Tensor | None = None,
             mask: torch.Tensor | None = None, box: torch.Tensor | None = None, found=None,
-            record: dict | None = None) -> None:
+            record: dict | None = None, maps: dict | None = None) -> None:
         """One image's row, after its files; ``found`` (deepcut.instances.Instances) and ``record``
-        (deepcut.pipeline.instance_record): its proposals, when the run makes them."""
+        (deepcut.pipeline.instance_record): its proposals, when the run makes them; ``maps``: its
+        soft assignment / eigenvector (save_maps), to maps/<id>.npz."""
+        if maps:
+            (self.out / "maps").mkdir(exist_ok=True)
+            def write(tmp):
+                with open(tmp, "wb") as f:  # a file object: np.savez would add .npz to the temporary's name
+                    np.savez(f, **maps)
+            atomic_write(self.out / "maps" / f"{row['id']}.npz", write)
         if record is not None:
             (self.out / "instances").mkdir(exist_ok=True)
             atomic_save_image(label_png(found.map.numpy()), self.out / "instances" / f"{row['id']}.png")

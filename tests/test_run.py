@@ -48,6 +48,21 @@ def test_default_run_writes_every_artefact_under_the_run_dir(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nothing else in the working dir
 
 
+def test_save_maps_writes_the_soft_assignment_and_changes_no_label(tmp_path):
+    """Issue 27, item 17: the soft assignment (DeepCut) or the eigenvector (TokenCut) as .npz
+    beside the labels, as TokenCut's and DSM's scripts save them."""
+    plain, maps, peer = tmp_path / "plain", tmp_path / "maps", tmp_path / "peer"
+    run(f"hydra.run.dir={plain}", *TINY, "dataset.limit=2")
+    run(f"hydra.run.dir={maps}", *TINY, "dataset.limit=2", "save_maps=true")
+    a, b = labels_of(plain), labels_of(maps)
+    assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
+    soft = np.load(maps / "maps" / "astronaut.npz")["soft"]
+    assert soft.ndim == 3 and np.allclose(soft.sum(0), 1, atol=1e-4)  # (K, h, w), a distribution per patch
+    run(f"hydra.run.dir={peer}", *TINY, "dataset.limit=1", "save_maps=true", "method=tokencut")
+    assert set(np.load(peer / "maps" / "astronaut.npz")) == {"eigenvector"}
+    assert not (plain / "maps").exists()
+
+
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
 def test_a_runs_files_honour_the_umask(tmp_path, umask, mode):
     """Issue 27, item 13: files written atomically (through mkstemp's 0600 temporaries) came out
