@@ -627,3 +627,17 @@ def test_a_zero_one_mask_saved_as_jpeg_is_read_as_binary_with_a_warning(tmp_path
     with pytest.warns(UserWarning, match="m.jpg: mask values 0..[2-8] .*0/1 mask with compression noise"):
         got = D.load_mask(tmp_path / "m.jpg")
     assert (got & truth).sum() / (got | truth).sum() > 0.9
+
+
+def test_images_beyond_pils_bomb_limit_are_read_up_to_ours_and_named_beyond(tmp_path, monkeypatch):
+    """Issue 27, item 8: a 16000 x 12000 photo failed with PIL's DecompressionBombError (its limit is
+    179 Mpx) instead of being shrunk to max_pixels. Here with both limits scaled down 10^5-fold."""
+    from deepcut.datasets import io
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)      # PIL would refuse above 2000 px
+    monkeypatch.setattr(io, "MAX_DECODE_PIXELS", 200_000)
+    photo(tmp_path / "big.png", size=(300, 200))               # 60 000 px: past PIL's, within ours
+    assert io.load_image(tmp_path / "big.png").size == (300, 200)
+    assert Image.MAX_IMAGE_PIXELS == 1000                      # PIL's own limit restored
+    photo(tmp_path / "huge.png", size=(600, 400))              # 240 000 px
+    with pytest.raises(DatasetError, match=r"huge.png: larger than 0.2 megapixels, the most that is decoded"):
+        io.load_image(tmp_path / "huge.png")

@@ -27,6 +27,11 @@ _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
               6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
 
 
+# The largest image decoded (then shrunk to max_pixels by the pipeline): PIL's own bomb limit
+# (179 Mpx) refused a 16000 x 12000 photo that max_pixels promises to shrink; 1 Gpx is 3 GB of RGB.
+MAX_DECODE_PIXELS = 1 << 30
+
+
 def _read(path) -> Image.Image:
     """Open and decode now, so that an empty, truncated or non-image file fails here, by name."""
     path = Path(path)
@@ -34,11 +39,18 @@ def _read(path) -> Image.Image:
         raise DatasetError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise DatasetError(f"{path}: empty file (0 bytes)")
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None if limit is None else max(limit, MAX_DECODE_PIXELS // 2)  # PIL raises at 2x
     try:
         image = Image.open(path)
         image.load()
+    except Image.DecompressionBombError:
+        raise DatasetError(f"{path}: larger than {MAX_DECODE_PIXELS / 1e6:g} megapixels, the most that is decoded "
+                           "(images up to that are shrunk to max_pixels); shrink it first") from None
     except (OSError, SyntaxError, ValueError) as err:  # PIL's errors for unknown, broken and truncated files
         raise DatasetError(f"{path}: not a readable image ({err})") from err
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
     return image
 
 
