@@ -139,7 +139,8 @@ def distil_head(cfg: DictConfig, out: Path, dataset, segmenter, summary: dict | 
     from deepcut.results import read_rows, summarize_run, write_summary
 
     teacher = summary if isinstance(summary, Path) else None
-    rows = [r for r in read_rows((teacher or out) / "results.csv") if r["id"] in set(dataset.ids)]
+    selected = set(dataset.ids)
+    rows = [r for r in read_rows((teacher or out) / "results.csv") if r["id"] in selected]
     if teacher is not None:
         summary = {**summarize_run(rows, dataset=dataset.name, backbone=cfg.backbone.name, method=cfg.method.name),
                    "complete": True, "teacher_dir": str(teacher)}

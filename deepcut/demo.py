@@ -162,7 +162,7 @@ def segment(segmenters: Segmenters, path, method: str, loss: str, k: int, mode: 
         pictures["overlay"] = visualize.instance_overlay(image, out.instances)
         boxes = "; ".join(", ".join(f"{v:.0f}" for v in b) for b in out.instances.boxes.tolist())
         lines.append(f"**Instances** {len(out.instances)} (each foreground cluster's connected parts over "
-                     f"{100 * compose_config(method).postprocess.instance_min_area:.0f} % of the photo, largest first)"
+                     f"{100 * segmenter.post.instance_min_area:.0f} % of the photo, largest first)"
                      + (f": boxes {boxes}" if boxes else ""))
     if method != "deepcut":
         lines.append("Loss and mode shape DeepCut only" + (f" (K sets {method}'s k)." if takes_k(method) else "."))

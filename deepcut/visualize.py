@@ -11,6 +11,7 @@ demo (deepcut/demo.py) all draw through this module.
 """
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import matplotlib
@@ -33,6 +34,7 @@ def label_colors(n_labels: int) -> np.ndarray:
     return np.concatenate([np.array([BACKGROUND], np.uint8), np.round(fg * 255).astype(np.uint8)])
 
 
+@functools.lru_cache(maxsize=1)  # built once, not for every label PNG a run saves
 def label_palette() -> list[int]:
     """A PNG palette of 256 entries: the colours `overlay` gives labels 0-10 (tab10), then tab20."""
     return np.concatenate([label_colors(11), label_colors(256)[11:]]).ravel().tolist()
