@@ -169,17 +169,13 @@ def run(cfg: DictConfig, out: Path, hc) -> tuple[int, str, object]:
     """One run into ``out``: (exit code, reason when not 0, the objective's value)."""
     from hydra.utils import instantiate
 
-    from deepcut import rundir
-    from deepcut.api import segmenter_from_config
-    from deepcut.cache import FeatureCache
-    from deepcut.results import ResultsWriter
-    from deepcut.validate import objective_problem, validate
+    from deepcut.validate import objective_problem, validate, validate_architecture
 
     held = None
     try:  # settings first: nothing is loaded, computed or logged for a run that cannot work
         if cfg.get("resume"):  # preflight turns resume=<dir> into that run's command
             raise ConfigError(f"resume={cfg.resume}: give it on the command line of a single run (not with -m)")
-        validate(cfg)
+        validate(cfg, architecture=False)
         dataset = instantiate(cfg.dataset)
         distilling = cfg.task.name == "distil"
         if distilling:  # the teacher's masks are the targets: no ground truth is read, nor recorded
@@ -187,6 +183,12 @@ def run(cfg: DictConfig, out: Path, hc) -> tuple[int, str, object]:
         teacher = teacher_of(cfg, dataset) if distilling and cfg.task.teacher_dir else None
         if problem := objective_problem(cfg, dataset):
             raise ConfigError(problem)
+        validate_architecture(cfg.backbone)
+        from deepcut import rundir  # the stages (timm, 3 s) only once the settings and the data pass
+        from deepcut.api import segmenter_from_config
+        from deepcut.cache import FeatureCache
+        from deepcut.results import ResultsWriter
+
         cache = FeatureCache.usable(cfg.cache.dir) if cfg.cache.enabled else None
         cfg.device = sweep.job_device(cfg.device, hc)  # a joblib job on a multi-GPU machine: its own GPU
         # Every stage built (their constructors check their settings) before the directory is

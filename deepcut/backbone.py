@@ -12,9 +12,10 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-import timm
 import torch
-from timm.models.vision_transformer import checkpoint_filter_fn
+
+# timm (3 s to import) is imported where a model is built, so that validate's checks, which read
+# WEIGHTS, answer a wrong setting without it.
 
 
 class BackboneError(ValueError):
@@ -46,6 +47,8 @@ def named_weights(name: str) -> dict[str, torch.Tensor]:
 def create_backbone(name: str, weights: str = "hub", stride: int | None = None, layer: int = -1,
                     checkpoint_key: str = "student", **model_kwargs) -> torch.nn.Module:
     """A frozen ViT in eval mode, truncated after block `layer`, with patch stride `stride`."""
+    import timm
+
     try:
         with torch.random.fork_rng():  # random weights are the same in every run (and cache key)
             torch.manual_seed(0)
@@ -112,6 +115,8 @@ def read_checkpoint(path: str | Path, checkpoint_key: str = "student") -> dict[s
 
 
 def _load(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    from timm.models.vision_transformer import checkpoint_filter_fn
+
     state = checkpoint_filter_fn(state, model)  # timm's own conversion: pos-embed resize, DINOv2 names
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]

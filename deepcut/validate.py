@@ -12,7 +12,6 @@ import difflib
 import os
 from pathlib import Path
 
-import timm
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -46,16 +45,57 @@ def objective_problem(cfg: DictConfig, dataset) -> str | None:
             f"(first: {entry.id}); choose an objective its ground truth gives, or a data set with {need}")
 
 
-def validate(cfg: DictConfig) -> None:
+def validate(cfg: DictConfig, architecture: bool = True) -> None:
+    """Every setting's own checks, all reported together; then (``architecture``) those the
+    backbone's architecture decides, which need timm (3 s to import): run.py asks for them only
+    once the settings and the data set passed, so that a wrong value is answered in about 2 s."""
     problems = _backbone(cfg.backbone) + _method(cfg) + postprocess.check(cfg.postprocess) + _run(cfg)
     if problems:
         raise ConfigError("\n\n".join(problems))  # one paragraph each
+    if architecture:
+        validate_architecture(cfg.backbone)
+
+
+def validate_architecture(b: DictConfig) -> None:
+    if problems := _architecture(b):
+        raise ConfigError("\n\n".join(problems))
 
 
 def _backbone(b: DictConfig) -> list[str]:
+    """The backbone settings that need no model."""
     problems = []
-    name = b.get("name")
-    if not isinstance(name, str) or not timm.is_model(name):
+    if not isinstance(b.get("name"), str):
+        problems.append(f"backbone.name={b.get('name')!r}: the name of a timm ViT, e.g. vit_small_patch8_224.dino")
+    stride = b.get("stride")
+    if stride is not None and (not is_whole(stride) or stride <= 0):
+        problems.append(f"backbone.stride={stride!r}: a whole number of pixels > 0 that divides the patch size, "
+                        "or null (= the patch size)")
+    if not is_whole(b.get("layer", -1)):
+        problems.append(f"backbone.layer={b.get('layer')!r}: the index of a block (-1 for the last)")
+    choices = {"facet": FACETS, "resize": ("square", "short_side"), "precision": ("fp32", "bf16", "tf32")}
+    for key, allowed in choices.items():
+        if key in b and b[key] not in allowed:
+            problems.append(f"backbone.{key}={b[key]!r}: use one of {', '.join(allowed)}")
+    if not isinstance(b.get("batch_size"), int) or b.batch_size < 1:
+        problems.append(f"backbone.batch_size={b.get('batch_size')!r}: must be a whole number >= 1")
+    if not isinstance(b.get("center", False), bool):
+        problems.append(f"backbone.center={b.center!r}: use true (centre each image's features) or false")
+    if not is_whole(b.get("log_bin", 0)) or b.get("log_bin", 0) < 0:
+        problems.append(f"backbone.log_bin={b.log_bin!r}: the number of log-bin levels, a whole number >= 0 (0 = off)")
+    weights = str(b.get("weights", "hub"))
+    if weights not in WEIGHTS and not Path(weights).expanduser().is_file():
+        problems.append(f"backbone.weights={weights!r}: no such file (use {', '.join(WEIGHTS)} or the path "
+                        "of a .pth/.pt/.safetensors checkpoint)")
+    return problems
+
+
+def _architecture(b: DictConfig) -> list[str]:
+    """The settings the model's architecture decides: a timm ViT, its patch size and depth."""
+    import timm
+
+    problems = []
+    name = b.name
+    if not timm.is_model(name):
         close = difflib.get_close_matches(str(name), timm.list_models(pretrained=True) + timm.list_models(), n=3)
         hint = f"; close names: {', '.join(close)}" if close else ""
         return [f"backbone.name={name!r} is not a timm model (any ViT of timm.list_models('vit_*') "
@@ -75,32 +115,18 @@ def _backbone(b: DictConfig) -> list[str]:
         return [f"backbone.name={name!r} is not a ViT (no patch embedding); DeepCut needs patch tokens"]
     patch, depth = patch_embed.patch_size[0], len(model.blocks)
     stride = b.get("stride")
-    if stride is not None and (not isinstance(stride, int) or stride <= 0 or patch % stride):
+    if stride is not None and patch % stride:
         allowed = ", ".join(str(d) for d in range(1, patch + 1) if patch % d == 0)
         problems.append(f"backbone.stride={stride!r}: {name} has {patch}px patches, so the stride must divide "
                         f"{patch} ({allowed}) or be null (= {patch})")
     layer = b.get("layer", -1)
-    if not isinstance(layer, int) or not -depth <= layer < depth:
+    if not -depth <= layer < depth:
         problems.append(f"backbone.layer={layer!r}: {name} has {depth} blocks (use 0..{depth - 1}, or -1 for the last)")
     resolution = b.get("resolution")
-    step = stride if isinstance(stride, int) and stride > 0 and not patch % stride else patch
+    step = stride if stride is not None and not patch % stride else patch
     if not isinstance(resolution, int) or isinstance(resolution, bool) or resolution < patch + step:
         problems.append(f"backbone.resolution={resolution!r}: must be a whole number of pixels >= {patch + step} "
                         f"(a grid of at least 2x2 patches of {patch}px at stride {step}; one patch cannot be split)")
-    choices = {"facet": FACETS, "resize": ("square", "short_side"), "precision": ("fp32", "bf16", "tf32")}
-    for key, allowed in choices.items():
-        if key in b and b[key] not in allowed:
-            problems.append(f"backbone.{key}={b[key]!r}: use one of {', '.join(allowed)}")
-    if not isinstance(b.get("batch_size"), int) or b.batch_size < 1:
-        problems.append(f"backbone.batch_size={b.get('batch_size')!r}: must be a whole number >= 1")
-    if not isinstance(b.get("center", False), bool):
-        problems.append(f"backbone.center={b.center!r}: use true (centre each image's features) or false")
-    if not is_whole(b.get("log_bin", 0)) or b.get("log_bin", 0) < 0:
-        problems.append(f"backbone.log_bin={b.log_bin!r}: the number of log-bin levels, a whole number >= 0 (0 = off)")
-    weights = str(b.get("weights", "hub"))
-    if weights not in WEIGHTS and not Path(weights).expanduser().is_file():
-        problems.append(f"backbone.weights={weights!r}: no such file (use {', '.join(WEIGHTS)} or the path "
-                        "of a .pth/.pt/.safetensors checkpoint)")
     return problems
 
 

@@ -1,4 +1,7 @@
 """Tests of deepcut/validate.py: every bad setting is named, in one paragraph, before a run starts."""
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -32,8 +35,23 @@ def test_validation_names_the_setting(overrides, setting):
 
 def test_every_problem_is_reported_at_once():
     with pytest.raises(ConfigError) as err:
-        validate(config("backbone.stride=3", "loss.k=1", "optimizer.lr=0"))
+        validate(config("backbone.batch_size=0", "loss.k=1", "optimizer.lr=0"))
     assert len(one_paragraph(err.value).splitlines()) == 3
+
+
+def test_a_wrong_value_is_answered_without_importing_timm():
+    # issue 27, item 14: timm takes 3 s to import; only the architecture's checks need it, and they
+    # run once every other setting passed (a wrong stride is still named, by the second step).
+    code = ("import sys; from hydra import compose, initialize_config_dir; from deepcut.config import CONFIGS; "
+            "from deepcut.errors import ConfigError; from deepcut.validate import validate\n"
+            "with initialize_config_dir(str(CONFIGS), version_base='1.3'):\n"
+            "    cfg = compose('config', overrides=['postprocess.upsample=cubic', 'backbone.stride=3'])\n"
+            "try:\n    validate(cfg)\n"
+            "except ConfigError as e:\n    assert 'postprocess.upsample' in str(e) and 'stride' not in str(e), e\n"
+            "assert 'timm' not in sys.modules, 'timm imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    with pytest.raises(ConfigError, match="backbone.stride=3: .* has 8px patches"):
+        validate(config("backbone.stride=3"))
 
 
 def test_validation_passes_every_shipped_backbone_and_method():
