@@ -112,3 +112,9 @@ def config(*overrides: str):
 
 def folder_config(root: Path, *overrides: str):
     return config("dataset=folder", f"dataset.root={root}", *overrides)
+
+
+def job_dirs(sweep: Path) -> dict[str, Path]:
+    """A sweep's job directories by job number ("0", "1", ...): Hydra names them <num>_<overrides>."""
+    return {p.name.split("_", 1)[0]: p for p in (Path(sweep).iterdir() if Path(sweep).is_dir() else ())
+            if p.is_dir() and p.name.split("_", 1)[0].isdigit()}

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 from deepcut import tables
 from deepcut.methods import create_method
+from helpers import job_dirs
 
 EXPERIMENTS = sorted(str(p.relative_to(CONFIGS / "experiment").with_suffix("")) for p in (CONFIGS / "experiment").rglob("*.yaml"))
 PAPER = [e for e in EXPERIMENTS if e.startswith("paper_")]
@@ -65,7 +66,8 @@ def photos(tmp_path_factory):
 
 
 def summaries(sweep: Path) -> dict[str, dict]:
-    return {p.parent.name: json.loads(p.read_text()) for p in sorted(sweep.glob("*/summary.json"))}
+    return {num: json.loads((job / "summary.json").read_text()) for num, job in job_dirs(sweep).items()
+            if (job / "summary.json").exists()}
 
 
 def markdown_rows(path: Path) -> list[list[str]]:
@@ -236,10 +238,10 @@ def test_joblib_sweep_over_two_losses_and_its_table(tmp_path, photos):
     done = summaries(sweep)
     assert sorted(done) == ["0", "1"]
     for job in done:  # the joblib launcher ran them, one sub-directory per job
-        hydra = OmegaConf.load(sweep / job / ".hydra" / "hydra.yaml").hydra
+        hydra = OmegaConf.load(job_dirs(sweep)[job] / ".hydra" / "hydra.yaml").hydra
         assert hydra.runtime.choices["hydra/launcher"] == "joblib"
-        assert (sweep / job / "run_info.json").exists()
-    loss = {job: OmegaConf.load(sweep / job / ".hydra" / "config.yaml").loss.name for job in done}
+        assert (job_dirs(sweep)[job] / "run_info.json").exists()
+    loss = {job: OmegaConf.load(job_dirs(sweep)[job] / ".hydra" / "config.yaml").loss.name for job in done}
     assert sorted(loss.values()) == ["cc", "ncut"]
     table = (sweep / "sweep.md").read_text()  # issue 27, item 15: the sweep ends with its comparison
     assert "| loss |" in table and "| cc |" in table and "| ncut |" in table
@@ -260,7 +262,7 @@ def test_joblib_sweep_over_two_losses_and_its_table(tmp_path, photos):
     runs = pd.read_csv(out / "runs.csv")
     assert len(runs) == 2
     for _, r in runs.iterrows():  # full precision, equal to the summaries
-        summary = done[Path(r["run_dir"]).name]
+        summary = done[Path(r["run_dir"]).name.split("_", 1)[0]]
         for key in ("miou", "acc", "max_f_beta", "time_s", "n_images"):
             assert r[key] == summary[key]
         assert r["commit"] == json.loads((Path(r["run_dir"]) / "run_info.json").read_text())["commit"]
@@ -397,13 +399,13 @@ def test_a_split_run_merges_to_exactly_the_unsharded_summary(tmp_path, nine_phot
     spec = importlib.util.spec_from_file_location("evaluate", ROOT / "evaluate.py")
     evaluate = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(evaluate)
-    merged_eval = evaluate.main([str(split / str(i)) for i in range(3)])
+    merged_eval = evaluate.main([str(job_dirs(split)[str(i)]) for i in range(3)])
     assert {k: merged_eval[k] for k in keys} == {k: expected[k] for k in keys}
     assert (split / "merged_evaluation.json").exists()
     with pytest.raises(SystemExit):  # two of three shards are not the whole data set
-        evaluate.main([str(split / "0"), str(split / "1")])
+        evaluate.main([str(job_dirs(split)["0"]), str(job_dirs(split)["1"])])
     with pytest.raises(SystemExit):  # a shard given twice is not a split (issue 27: it merged as 3 shards)
-        evaluate.main([str(split / "0"), str(split / "1"), str(split / "1")])
+        evaluate.main([str(job_dirs(split)["0"]), str(job_dirs(split)["1"]), str(job_dirs(split)["1"])])
 
 
 @pytest.mark.slow
@@ -418,7 +420,7 @@ def test_evaluate_refuses_to_merge_shards_run_on_different_data(tmp_path, nine_p
     root = Path(nine_photos[1].split("=", 1)[1])
     other = tmp_path / "other"
     shutil.copytree(root, other)
-    shard1 = sorted(json.loads((split / "1" / "dataset.json").read_text())["images"])
+    shard1 = sorted(json.loads((job_dirs(split)["1"] / "dataset.json").read_text())["images"])
     if other_data == "other photos":
         for f in (other / "images").glob("*.png"):
             f.rename(f.with_name("x" + f.name))
@@ -432,7 +434,7 @@ def test_evaluate_refuses_to_merge_shards_run_on_different_data(tmp_path, nine_p
     evaluate = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(evaluate)
     with pytest.raises(SystemExit) as exit_:
-        evaluate.main([str(split / "0"), str(tmp_path / "shard1_other"), str(split / "2")])
+        evaluate.main([str(job_dirs(split)["0"]), str(tmp_path / "shard1_other"), str(job_dirs(split)["2"])])
     assert exit_.value.code == 2
     error = capsys.readouterr().err
     assert "shard1_other" in error and "only the shards of one run on one data set can be merged" in error

@@ -15,6 +15,7 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from deepcut.loggers import WandbLogger
+from helpers import job_dirs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -191,8 +192,8 @@ def test_run_py_with_logger_wandb_offline_groups_a_sweep(tmp_path):
     assert list(cwd.iterdir()) == []  # W&B wrote nothing to the working directory
     groups = set()
     for job, loss in (("0", "ncut"), ("1", "cc")):
-        summary = json.loads((sweep / job / "summary.json").read_text())
-        run = offline_run(sweep / job)
+        summary = json.loads((job_dirs(sweep)[job] / "summary.json").read_text())
+        run = offline_run(job_dirs(sweep)[job])
         groups.add(run["run"]["group"])
         assert run["run"]["name"].startswith(f"loss={loss},backbone=tiny_random") and "logger=" not in run["run"]["name"]
         assert run["config"]["loss"]["name"] == loss and run["config"]["hydra"]["multirun"] is True

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from deepcut.sweep import JOBS_DIR, new_sweep, stop_requested
-from helpers import N_GOOD, REPO, SLOW, env, good_dataset, n_rows, ok
+from deepcut.sweep import JOBS_DIR, job_dirname, job_number, new_sweep, stop_requested, sweep_jobs
+from helpers import N_GOOD, REPO, SLOW, env, good_dataset, job_dirs, n_rows, ok
 
 
 def sweep(sweep_dir: Path, data: Path, cache: Path, *extra: str, timeout: float = 400) -> subprocess.CompletedProcess:
@@ -24,12 +24,12 @@ def sweep(sweep_dir: Path, data: Path, cache: Path, *extra: str, timeout: float 
 def jobs(sweep_dir: Path) -> dict[str, tuple[str, dict | None]]:
     """Per job: its overrides (as one string) -> (error.txt or '', summary or None)."""
     out = {}
-    for job in sorted(p for p in sweep_dir.iterdir() if p.name.isdigit()):
+    for num, job in sorted(job_dirs(sweep_dir).items()):
         overrides = json.loads((job / "settings.json").read_text())["overrides"] if (job / "settings.json").exists() \
             else None
         error = (job / "error.txt").read_text() if (job / "error.txt").exists() else ""
         summary = json.loads((job / "summary.json").read_text()) if (job / "summary.json").exists() else None
-        out[job.name] = (" ".join(overrides or []), error, summary)
+        out[num] = (" ".join(overrides or []), error, summary)
     return out
 
 
@@ -60,9 +60,10 @@ def test_refused_sweep_keeps_the_jobs_config(tmp_path):
     proc = sweep(tmp_path / "sweep", data, tmp_path / "cache", "launcher=basic", "loss.k=4,5")
     assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
     for job, k in (("0", 2), ("1", 3)):
-        assert OmegaConf.load(tmp_path / "sweep" / job / ".hydra" / "config.yaml").loss.k == k
-        assert f"loss.k={k}" in OmegaConf.load(tmp_path / "sweep" / job / ".hydra" / "overrides.yaml")
-        assert "holds results computed with loss.k" in (tmp_path / "sweep" / job / "error.txt").read_text()
+        job = job_dirs(tmp_path / "sweep")[job]
+        assert OmegaConf.load(job / ".hydra" / "config.yaml").loss.k == k
+        assert f"loss.k={k}" in OmegaConf.load(job / ".hydra" / "overrides.yaml")
+        assert "holds results computed with loss.k" in (job / "error.txt").read_text()
     ok(sweep(tmp_path / "sweep", data, tmp_path / "cache", "launcher=basic", "loss.k=2,3"))  # the same sweep resumes
     assert not list((tmp_path / "sweep").glob("*/error.txt"))
 
@@ -99,9 +100,8 @@ def test_sigterm_to_a_joblib_sweep_stops_its_jobs_cleanly_and_leaves_no_process(
            "dataset=folder", f"dataset.root={data}", "hydra.launcher.n_jobs=2", "loss.k=2,3,4", *SLOW]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env(tmp_path / "cache"), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-    first = tmp_path / "sweep" / "0"
     deadline = time.monotonic() + 240
-    while n_rows(first) < 2:
+    while n_rows(job_dirs(tmp_path / "sweep").get("0", tmp_path / "none")) < 2:
         assert proc.poll() is None, proc.communicate()[0][-3000:]
         assert time.monotonic() < deadline, "no progress"
         time.sleep(0.05)
@@ -131,6 +131,43 @@ def test_a_stopped_sweep_continued_in_its_directory_runs_again(tmp_path):
     assert stop_requested(tmp_path) == signal.SIGTERM
     new_sweep(tmp_path)
     assert stop_requested(tmp_path) == 0 and not list((tmp_path / JOBS_DIR).iterdir())
+
+
+def test_job_directories_are_named_by_their_overrides(tmp_path):
+    """Issue 27, item 15: 0, 1, 2 said nothing; a path's separators must not nest directories."""
+    assert job_dirname(3, "dataset.root=/data/ecssd,experiment=base/paper,loss=cc") == \
+        "3_dataset.root-_data_ecssd+experiment-base_paper+loss-cc"
+    assert job_dirname(0, "") == "0"
+    long = job_dirname(12, "x" * 300)
+    assert long.startswith("12_x") and len(long) == 103
+    assert sorted(["10_a", "2_b", "1_c"], key=job_number) == ["1_c", "2_b", "10_a"]
+    from hydra import compose, initialize_config_dir
+
+    from deepcut.config import CONFIGS
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        cfg = compose("config", overrides=["loss=cc", "seed=1"], return_hydra_config=True)
+    cfg.hydra.job.num, cfg.hydra.job.override_dirname = 4, "loss=cc,seed=1"
+    assert cfg.hydra.sweep.subdir == "4_loss-cc+seed-1"
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    assert OverridesParser.create().parse_override(f"hydra.run.dir=/s/{cfg.hydra.sweep.subdir}").value() == \
+        "/s/4_loss-cc+seed-1"  # usable as it is in resume=<dir> and hydra.run.dir=<dir>
+
+
+def test_joblib_runs_one_job_per_core_and_no_more_than_the_sweep_has(monkeypatch):
+    """Issue 27, item 15: n_jobs=-1 started one worker per core whatever the sweep, so a sweep of 2
+    jobs on 16 cores ran each job on one thread (loky gives a worker cores // n_jobs threads)."""
+    for cores, overrides, jobs in ((2, ["seed=0,1,2"], 2), (16, ["seed=0,1"], 2), (16, ["seed=0,1", "loss=ncut,cc"], 4),
+                                   (16, ["seed=range(3)", "dataset.limit=5"], 3), (8, ["experiment=glob(paper_*)"], 8),
+                                   (1, ["seed=0,1"], 1), (16, [], 1)):
+        monkeypatch.setattr("os.sched_getaffinity", lambda _, cores=cores: set(range(cores)))
+        assert sweep_jobs(overrides) == jobs, (cores, overrides)
+    from hydra import compose, initialize_config_dir
+
+    from deepcut.config import CONFIGS
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        cfg = compose("config", overrides=["launcher=joblib"], return_hydra_config=True)
+    cfg.hydra.overrides.task = ["seed=0,1,2"]  # as the sweeper sees the command line
+    assert cfg.hydra.launcher.n_jobs == 3  # 3 jobs, 16 cores (the last patch): the config resolves it
 
 
 def test_joblib_job_gets_its_own_gpu():
