@@ -90,6 +90,9 @@ def check_data(run_dir: Path, dataset, merged_with: Path | None = None) -> None:
                          f"other: {other[0]}); only the shards of one run on one data set can be merged")
     now = dataset.fingerprint(ids, fingerprint_digest(run_dir))
     changed = [i for i in ids if now[i] != recorded[i]]
+    if changed:  # a run on the photos alone (no masks then) is scored against their ground truth now
+        alone = dataset.fingerprint(changed, fingerprint_digest(run_dir), truth=False)
+        changed = [i for i in changed if alone[i] != recorded[i]]
     if changed:
         where = (f"; the shards of a merge are scored against the data set of the first one, {merged_with}, and "
                  "only the shards of one run on one data set can be merged") if merged_with is not None else \
@@ -183,8 +186,8 @@ def main(argv=None) -> dict:
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR ... [dataset=<name> dataset.<key>=<value> ...]",
                         help="one run directory, or the shards of one run; then overrides")
     args = parser.parse_args(argv)
-    dirs = [Path(a) for a in args.run_dirs if "=" not in a]
-    overrides = [a for a in args.run_dirs if "=" in a]
+    dirs = [Path(a) for a in args.run_dirs if "=" not in a or Path(a).is_dir()]
+    overrides = [a for a in args.run_dirs if "=" in a and not Path(a).is_dir()]
     if not dirs:
         parser.error("give a run directory")
     for d in dirs:

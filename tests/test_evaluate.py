@@ -5,7 +5,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from deepcut.rundir import RunDir
-from helpers import folder_config
+from helpers import config, folder_config
 
 
 @pytest.fixture
@@ -88,3 +88,24 @@ def test_the_labels_folder_itself_scores_its_run_and_an_unfinished_run_is_noted(
     (out / "summary.json").write_text(json.dumps({"complete": False, "n_images": 2}))
     evaluate_main(out)
     assert "holds an unfinished run (2 images done)" in capsys.readouterr().err
+
+
+def test_a_run_on_the_photos_alone_is_scored_later_against_their_masks(two_datasets, tmp_path):
+    """Issue 27, item 11: a run on a folder of photos (no masks) was refused by evaluate.py against
+    the same photos with their masks, as if they were other images; other photos still are."""
+    from hydra.utils import instantiate
+    a, b, _ = two_datasets
+    out = tmp_path / "photos_only"
+    cfg = config("dataset=folder", f"dataset.path={a / 'images'}")
+    dataset = instantiate(cfg.dataset)
+    assert all(e.mask is None for e in dataset.entries)
+    RunDir.open(out, cfg, dataset, [], OmegaConf.create({"overrides": {"task": []}})).close()
+    (out / "labels").mkdir()
+    for i, sid in enumerate(dataset.ids):
+        if sid != "broken":
+            image = dataset[i].image
+            Image.fromarray(np.ones((image.height, image.width), np.uint8)).save(out / "labels" / f"{sid}.png")
+    summary = evaluate_main(out, "dataset=folder", f"dataset.root={a}")
+    assert summary["n_evaluated"] == 3 and 0 < summary["miou"] < 1
+    with pytest.raises(SystemExit):  # B: the same names, other photos
+        evaluate_main(out, "dataset=folder", f"dataset.root={b}")

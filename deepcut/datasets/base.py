@@ -117,11 +117,13 @@ class ImageDataset(torch.utils.data.Dataset):
     def ground_truth_files(self, entry: Entry) -> list[Path]:
         return [entry.mask] if entry.mask is not None else []
 
-    def fingerprint(self, ids, digest: str = "sha256") -> dict[str, str]:
+    def fingerprint(self, ids, digest: str = "sha256", truth: bool = True) -> dict[str, str]:
         """Per image id, a digest of what its results depend on: the image file's content, its
         ground-truth files' content and any ground truth held in memory (boxes, keypoints). An id
         not in the listing (past the limit included) maps to None. ``digest``: "sha256" (the whole
-        files) or "sampled" (the records of older run directories, deepcut.records)."""
+        files) or "sampled" (the records of older run directories, deepcut.records). ``truth=False``:
+        the digest the same images listed without any ground truth have (a run on the photos
+        alone, which evaluate.py may score later against their masks)."""
         of_file = file_digest if digest == "sha256" else sampled_digest
         out = {}
         for sid in ids:
@@ -130,12 +132,12 @@ class ImageDataset(torch.utils.data.Dataset):
                 out[sid] = None
                 continue
             h = hashlib.sha256()
-            for path in [entry.image, *(self.ground_truth_files(entry) if self.ground_truth else [])]:
+            for path in [entry.image, *(self.ground_truth_files(entry) if self.ground_truth and truth else [])]:
                 try:
                     h.update(of_file(path).encode())
                 except OSError:
                     h.update(b"unreadable")
-            for array in (entry.boxes, entry.parts) if self.ground_truth else ():
+            for array in ((entry.boxes, entry.parts) if truth else (None, None)) if self.ground_truth else ():
                 h.update(b"-" if array is None else np.ascontiguousarray(array, np.float32).tobytes())
             out[sid] = h.hexdigest()
         return out
