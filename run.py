@@ -114,7 +114,9 @@ def segment(cfg: DictConfig, out: Path, dataset, segmenter, writer, logger) -> t
         summary["complete"] = len(rows) == len(ids)
         writer.close(summary)
     logger.log_summary(summary)
-    return summary, stop.signum
+    # A signal once every image was done stops nothing: the run is complete (a joblib job that had
+    # finished was listed as failed with 143 when the sweep was stopped).
+    return summary, 0 if summary["complete"] else stop.signum
 
 
 def teacher_of(cfg: DictConfig, dataset) -> Path:
@@ -212,8 +214,9 @@ def run(cfg: DictConfig, out: Path, hc) -> tuple[int, str, object]:
             summary, stopped = distil_head(cfg, out, dataset, segmenter, teacher), 0
         else:
             summary, stopped = segment(cfg, out, dataset, segmenter, writer, logger)
-            if distilling and not stopped:
-                summary = distil_head(cfg, out, dataset, segmenter, summary)
+            if distilling and not stopped:  # a stop once the masks were made: the head is trained on resume
+                stopped = sweep.STOP.signum
+                summary = summary if stopped else distil_head(cfg, out, dataset, segmenter, summary)
         failed = bool(stopped)
     finally:  # one failing job must not leave a tracking run open and break a multirun
         logger.finish(failed=failed)

@@ -145,3 +145,37 @@ def test_voc_corloc_and_evaluate_on_real_files(tmp_path):
     assert summary["n_images"] == 8 and 0 <= summary["corloc"] <= 100
     run(str(out), script="evaluate.py")
     assert json.loads((out / "evaluation.json").read_text())["corloc"] == pytest.approx(summary["corloc"])
+
+
+def test_a_signal_after_the_last_image_leaves_a_complete_run_that_exits_0(tmp_path, monkeypatch):
+    """Issue 27, item 11: a joblib job that had finished (summary complete) when the sweep got
+    SIGTERM was listed as failed with 143; a stop once every image is done stops nothing."""
+    import importlib.util
+    import signal
+
+    from hydra.utils import instantiate
+
+    from deepcut import sweep
+    from deepcut.api import segmenter_from_config
+    from deepcut.results import ResultsWriter
+    from helpers import config, good_dataset
+
+    spec = importlib.util.spec_from_file_location("run_script", ROOT / "run.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    cfg = config("dataset=folder", f"dataset.root={good_dataset(tmp_path / 'data', 2)}", "save_overlays=false")
+    dataset, segmenter = instantiate(cfg.dataset), segmenter_from_config(cfg)
+    out = tmp_path / "run"
+    writer, logger = ResultsWriter(out, True, False), instantiate(cfg.logger)
+    logger.start({}, out, writer.rows)
+    add = writer.add
+
+    def add_then_signal(row, *extras):  # SIGTERM arrives as the last image's row is written
+        add(row, *extras)
+        if len(writer.done) == len(dataset):
+            monkeypatch.setattr(sweep.STOP, "signum", int(signal.SIGTERM))
+
+    monkeypatch.setattr(writer, "add", add_then_signal)
+    summary, stopped = script.segment(cfg, out, dataset, segmenter, writer, logger)
+    assert sweep.STOP.signum == signal.SIGTERM  # the signal did arrive
+    assert summary["complete"] and summary["n_images"] == len(dataset) == 3 and stopped == 0
