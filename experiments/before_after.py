@@ -1,4 +1,4 @@
-"""Overlays of the demo photos under two settings, one row each, as one picture (README "Quality").
+"""Overlays of the demo photos under two settings, one row each, as one picture (docs/quality.md).
 
     python experiments/before_after.py --before "postprocess.bilateral=false" --after ""
 

@@ -1,4 +1,4 @@
-"""CUB photos with their parts, one collection, coloured by part id (README "Parts and k-less clustering").
+"""CUB photos with their parts, one collection, coloured by part id (docs/parts.md).
 
     python experiments/parts_picture.py ../shared/data/CUB --images 12 [--out DIR] [override ...]
 

@@ -16,6 +16,19 @@ def test_notebook_is_committed_without_outputs():
     assert code and all(c["outputs"] == [] and c["execution_count"] is None for c in code)
 
 
+def test_notebook_text_states_the_defaults():
+    """Issue 27, item 16: the text said 16 restarts long after the default became 4."""
+    import re
+
+    from deepcut.api import compose_config
+
+    cfg = compose_config()
+    text = "".join("".join(c["source"]) for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "markdown")
+    assert re.findall(r"By default (\d+) GNNs are trained", text) == [str(cfg.optimizer.restarts)]
+    grid = cfg.backbone.resolution // 14  # the offline ViT-S/14
+    assert f"{grid} × {grid} patch grid" in text
+
+
 @pytest.mark.real
 @pytest.mark.slow
 def test_notebook_runs_and_shows_its_figures(tmp_path, monkeypatch):
