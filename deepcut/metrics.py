@@ -133,9 +133,10 @@ def saliency(pred, gt) -> dict:
     """One image's MAE, S-measure and E-measure of a binary mask, through pysodmetrics.
 
     "e_measure" is the E-measure of the mask (the library's curve at every threshold t >= 1, all
-    equal for a 0/255 map); "e_measure_full" the curve's t = 0 end, where every pixel is
-    foreground. The data set's mean and max E-measure follow from their means (`saliency_summary`),
-    so summaries, resumes and merged shards are recomputed from per-image rows.
+    equal for a 0/255 map); "mean_e_measure" the image's mean over the library's 256 thresholds,
+    whose t = 0 end predicts every pixel foreground. The data set's mean and max E-measure follow
+    from their means (`saliency_summary`), so summaries, resumes and merged shards are recomputed
+    from per-image rows.
     """
     try:
         import py_sod_metrics as sod  # imported here: only runs with masks need it
@@ -150,19 +151,20 @@ def saliency(pred, gt) -> dict:
         meter.step(p, g)
     curve = em.get_results()["em"]["curve"]  # index i: threshold 255 - i
     return {"mae": float(mae.get_results()["mae"]), "s_measure": float(sm.get_results()["sm"]),
-            "e_measure": float(curve[0]), "e_measure_full": float(curve[-1])}
+            "e_measure": float(curve[0]), "mean_e_measure": float(np.mean(curve))}
 
 
 def saliency_summary(means: dict) -> dict:
     """The data set's saliency figures from the means of the per-image `saliency` values: MAE and
     S-measure are means over images; mean and max E-measure are the mean and the max over the 256
     thresholds of the image-averaged curve, which for binary masks is `e_measure` at 255 thresholds
-    and `e_measure_full` at one. Equal to pysodmetrics' own accumulation (tested)."""
+    and, at t = 0, 256 * mean_e_measure - 255 * e_measure (every pixel foreground: 0.25 n / (n - 1)
+    for n pixels, whatever the prediction, unless the ground truth is empty or full). Equal to pysodmetrics' own accumulation (tested)."""
     out = {k: means[k] for k in ("mae", "s_measure") if k in means}
-    if "e_measure" in means and "e_measure_full" in means:
-        em, full = means["e_measure"], means["e_measure_full"]
-        out["mean_e_measure"] = (255 * em + full) / 256
-        out["max_e_measure"] = max(em, full)
+    if "e_measure" in means and "mean_e_measure" in means:
+        em, mean = means["e_measure"], means["mean_e_measure"]
+        out["mean_e_measure"] = mean
+        out["max_e_measure"] = max(em, 256 * mean - 255 * em)
     return out
 
 

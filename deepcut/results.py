@@ -105,7 +105,7 @@ class ResultsWriter:
     number: recomputed). `done` holds the ids that need no work.
     """
     COLUMNS = ["id", "error", "note", "degenerate", "iou", "acc", "f_beta", "mae", "s_measure", "e_measure",
-               "e_measure_full", "corloc", "x0", "y0", "x1", "y1", "n_labels", "n_instances", "kp_gt", "kp_pred", "time_s"]
+               "mean_e_measure", "corloc", "x0", "y0", "x1", "y1", "n_labels", "n_instances", "kp_gt", "kp_pred", "time_s"]
 
     def __init__(self, out_dir: str | Path, save_labels: bool = True, save_overlays: bool = True):
         self.out = Path(out_dir)
@@ -169,6 +169,14 @@ class ResultsWriter:
             write_summary(self.out, summary)
 
 
+def _with_mean_e_measure(row: dict) -> dict:
+    """A row of a run from before mean_e_measure, which held the curve's t = 0 end (e_measure_full)."""
+    out = {k: v for k, v in row.items() if k != "e_measure_full"}
+    if "mean_e_measure" not in out and "e_measure" in out:
+        out["mean_e_measure"] = (255 * out["e_measure"] + row["e_measure_full"]) / 256
+    return out
+
+
 def write_summary(out: Path, summary: dict) -> None:
     clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
     atomic_write_text(Path(out) / "summary.json", json.dumps(clean, indent=2, default=str) + "\n")
@@ -202,13 +210,13 @@ def summarize_run(rows: list[dict], instances: list[dict] | None = None, **info)
     (metrics.saliency_summary). ``instances``: the rows' instance records (read_instances), scored
     with COCOeval (metrics.coco_scores: ap_box, ap50_box, ar1_box, ar10_box, ar100_box, and _mask).
     n_instances_mean: proposals per image."""
-    rows = sorted(rows, key=lambda r: str(r["id"]))
+    # A resumed run's rows from before mean_e_measure pool with its new rows alike.
+    rows = sorted((_with_mean_e_measure(r) if "e_measure_full" in r else r for r in rows), key=lambda r: str(r["id"]))
     s = metrics.summarize(rows)
     if "f_beta" in s:  # binary masks: each image's Fβ curve is flat, so maxFβ is the mean Fβ
         s["max_f_beta"] = s.pop("f_beta")
     saliency = metrics.saliency_summary(s)
-    for k in ("e_measure", "e_measure_full"):
-        s.pop(k, None)
+    s.pop("e_measure", None)
     s.update(saliency)
     if "iou" in s:
         s["miou"] = s.pop("iou")

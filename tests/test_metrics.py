@@ -274,8 +274,21 @@ def test_saliency_by_hand_on_a_tiny_mask():
     assert m["mae"] == pytest.approx(2 / 20)  # two pixels differ
     assert metrics.saliency(gt, gt)["s_measure"] == pytest.approx(1.0)
     assert metrics.saliency(gt, gt)["e_measure"] == pytest.approx(20 / 19)  # the library's (sum / (n - 1 + eps))
-    # e_measure_full does not depend on the prediction: every pixel predicted foreground.
-    assert m["e_measure_full"] == metrics.saliency(np.ones_like(gt), gt)["e_measure"]
+    # Issue 27, item 16: the row held e_measure_full, 0.25 on every image (the t = 0 end, where
+    # every pixel is predicted foreground: 0.25 n / (n - 1)); it holds the image's mean E-measure over 256 thresholds.
+    assert "e_measure_full" not in m
+    full = metrics.saliency(np.ones_like(gt), gt)["e_measure"]
+    assert full == pytest.approx(0.25 * 20 / 19)
+    assert m["mean_e_measure"] == pytest.approx((255 * m["e_measure"] + full) / 256)
+
+
+def test_rows_of_older_runs_with_e_measure_full_summarise_alike():
+    from deepcut.results import summarize_run
+    new = {"id": "a", "e_measure": 0.8, "mean_e_measure": (255 * 0.8 + 0.25) / 256}
+    old = {"id": "b", "e_measure": 0.6, "e_measure_full": 0.25}
+    s = summarize_run([new, old])
+    assert s["mean_e_measure"] == pytest.approx((255 * 0.7 + 0.25) / 256) and s["max_e_measure"] == pytest.approx(0.7)
+    assert "e_measure_full" not in s and "e_measure" not in s
 
 
 def _real_pairs(n=12):
@@ -310,7 +323,7 @@ def test_saliency_summary_from_rows_equals_pysodmetrics_accumulation_on_real_mas
     assert s["s_measure"] == pytest.approx(sm.get_results()["sm"], abs=1e-12)
     assert s["mean_e_measure"] == pytest.approx(curve.mean(), abs=1e-12)
     assert s["max_e_measure"] == pytest.approx(curve.max(), abs=1e-12)
-    assert 0.2 < s["s_measure"] < 0.9 and "e_measure" not in s and "e_measure_full" not in s
+    assert 0.2 < s["s_measure"] < 0.9 and "e_measure" not in s and "e_measure_full" not in s and 0 < s["mean_e_measure"] < 1
 
 
 @needs_ecssd
