@@ -288,6 +288,8 @@ class Segmenter:
                        **image_metrics(sample, full, mask, box)}
                 if found is not None:
                     row["n_instances"] = len(found)
+                if asked := getattr(self.method, "n_parts", None):  # fewer parts than K: said, not hidden
+                    row["missing_parts"] = max(0, asked - int((full.unique() > 0).sum()))
                 row["time_s"] = clustered.shared_s + time.perf_counter() - own
                 maps = {k: v.cpu().numpy() for k, v in (("soft", soft), ("eigenvector", vector)) if v is not None}
                 out.append((row, (sample.image, full, mask, box, found,

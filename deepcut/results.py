@@ -105,7 +105,8 @@ class ResultsWriter:
     number: recomputed). `done` holds the ids that need no work.
     """
     COLUMNS = ["id", "error", "note", "degenerate", "iou", "acc", "f_beta", "mae", "s_measure", "e_measure",
-               "mean_e_measure", "corloc", "x0", "y0", "x1", "y1", "n_labels", "n_instances", "kp_gt", "kp_pred", "time_s"]
+               "mean_e_measure", "corloc", "x0", "y0", "x1", "y1", "n_labels", "n_instances", "missing_parts",
+               "kp_gt", "kp_pred", "time_s"]
 
     def __init__(self, out_dir: str | Path, save_labels: bool = True, save_overlays: bool = True):
         self.out = Path(out_dir)
@@ -209,7 +210,8 @@ def summarize_run(rows: list[dict], instances: list[dict] | None = None, **info)
     a run split into shards). Saliency: MAE, S-measure, mean and max E-measure
     (metrics.saliency_summary). ``instances``: the rows' instance records (read_instances), scored
     with COCOeval (metrics.coco_scores: ap_box, ap50_box, ar1_box, ar10_box, ar100_box, and _mask).
-    n_instances_mean: proposals per image."""
+    n_instances_mean: proposals per image. n_fewer_parts (N-cut parts): images with fewer parts
+    than K (their rows' missing_parts)."""
     # A resumed run's rows from before mean_e_measure pool with its new rows alike.
     rows = sorted((_with_mean_e_measure(r) if "e_measure_full" in r else r for r in rows), key=lambda r: str(r["id"]))
     s = metrics.summarize(rows)
@@ -229,6 +231,8 @@ def summarize_run(rows: list[dict], instances: list[dict] | None = None, **info)
         s.pop(k, None)
     if "n_instances" in s:
         s["n_instances_mean"] = s.pop("n_instances")
+    if s.pop("missing_parts", None) is not None:  # N-cut parts: images that got fewer parts than K
+        s["n_fewer_parts"] = sum(r.get("missing_parts", 0) > 0 for r in rows if not r.get("error"))
     if instances is not None:
         s.update(metrics.coco_scores(instances))
     ok = [r for r in rows if not r.get("error")]

@@ -56,3 +56,31 @@ def test_tf32_is_not_left_on_for_later_extractors():
     image = [Extractor(**TINY, device="cpu").preprocess(Image.new("RGB", (64, 48)))]
     Extractor(**{**TINY, "precision": "tf32"}, device="cpu")(image)
     assert torch.backends.cuda.matmul.allow_tf32 is False
+
+
+def test_fewer_parts_than_asked_are_counted_in_the_row_and_the_summary():
+    """Issue 27, item 16: parts mode returned 2 parts of K = 4 without a word."""
+    from deepcut.methods.deepcut import DeepCut
+    from deepcut.results import summarize_run
+
+    assert DeepCut(mode="parts", k=4).n_parts == 4
+    assert DeepCut(mode="parts", k=4, split_background=True, background_k=3).n_parts == 6
+    assert DeepCut(mode="parts", loss="cc", k=10).n_parts is None and DeepCut(k=4).n_parts is None
+
+    class FourParts:  # asks for 4 parts; gives 2 on image 0 and 4 on image 1
+        n_parts = 4
+
+        def __call__(self, features, grid, *, seed=0):
+            parts = 2 if features[0, 0] < 1 else 4
+            return torch.arange(16).reshape(grid) % (parts + 1)
+
+    def extractor(tensors):
+        return [(t.flatten()[:16].reshape(16, 1).repeat(1, 4), (4, 4)) for t in tensors]
+
+    segmenter = Segmenter(extractor, FourParts(), Postprocess(bilateral=False), seed=0)
+    batch = [(Sample(f"s{i}", "", Image.new("RGB", (16, 16)), None), torch.full((3, 16, 16), float(i)), None, None)
+             for i in range(2)]
+    rows = [row for row, _ in segmenter.process(batch)]
+    assert [r["missing_parts"] for r in rows] == [2, 0]
+    assert summarize_run(rows)["n_fewer_parts"] == 1
+    assert "n_fewer_parts" not in summarize_run([{"id": "a", "n_labels": 3}])  # not a parts run

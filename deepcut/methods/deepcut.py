@@ -95,6 +95,15 @@ class DeepCut:
         return 2 if self.mode == "parts" else self.k
 
     @property
+    def n_parts(self) -> int | None:
+        """The parts an N-cut parts run asks each image for (labels > 0: k, and background_k - 1
+        more with split_background), or None: CC's k is only an upper bound, and mode single
+        makes objects, not parts."""
+        if self.mode != "parts" or self.loss != "ncut":
+            return None
+        return self.k + (self.background_k - 1 if self.split_background else 0)
+
+    @property
     def collects(self) -> bool:
         """Collection mode: the Segmenter hands `collection` all the images of a collection at once."""
         return self.collection_size > 0
