@@ -152,7 +152,8 @@ class ResultsWriter:
             if self.save_labels:
                 atomic_save_image(label_png(labels.numpy()), self.out / "labels" / f"{row['id']}.png")
             if self.save_overlays and image is not None:
-                picture = overlay(image, labels, box) if found is None else instance_overlay(image, found)
+                picture = (overlay(image, labels, box, legend=True) if found is None
+                           else instance_overlay(image, found, legend=True))
                 atomic_save_image(picture, self.out / "overlays" / f"{row['id']}.jpg", quality=90)
         if box is not None:
             row.update(zip(("x0", "y0", "x1", "y1"), (float(v) for v in box)))

@@ -82,29 +82,75 @@ def label_map(labels, size: tuple[int, int] | None = None, legend: bool = True,
     return out
 
 
-def overlay(image: Image.Image, labels, box=None, opacity: float = 0.5, n_labels: int | None = None) -> Image.Image:
-    """The RGB image with each non-background label tinted in its `label_colors` colour (labels at
-    the image's size), and the box (x0, y0, x1, y1, pixel edges) drawn in yellow. n_labels: the
-    palette's size (default: this map's largest label + 1), shared by pictures that compare ids."""
+def overlay(image: Image.Image, labels, box=None, opacity: float = 0.5, n_labels: int | None = None,
+            legend: bool = False, names: Sequence[str] | None = None) -> Image.Image:
+    """The RGB image with each non-background label tinted in its `label_colors` colour and outlined
+    in it at full strength (labels at the image's size), and the box (x0, y0, x1, y1, pixel edges)
+    drawn in yellow. n_labels: the palette's size (default: this map's largest label + 1), shared by
+    pictures that compare ids. legend: a key in the top-left corner, each present label's colour and
+    name (`names[i - 1]` for label i; default "foreground" for a lone label 1, else "cluster i"), and
+    the box's, where it fits."""
     lab = _labels(labels)
     image = image.convert("RGB")
     if lab.shape != (image.height, image.width):
         raise ValueError(f"labels of shape {lab.shape} do not match the image ({image.height}, {image.width})")
     rgb = np.asarray(image, dtype=np.float32)
-    tint = label_colors(max(n_labels or 0, int(lab.max()) + 1))[lab].astype(np.float32)
+    colors = label_colors(max(n_labels or 0, int(lab.max()) + 1))
+    tint = colors[lab].astype(np.float32)
     alpha = np.where(lab[..., None] > 0, opacity, 0.0)
+    alpha[_edges(lab, max(1, min(image.size) // 200))] = 1.0  # the outline: where the eye finds the boundary
     out = Image.fromarray(np.round(rgb * (1 - alpha) + tint * alpha).astype(np.uint8))
+    draw = ImageDraw.Draw(out)
     if box is not None:
         x0, y0, x1, y1 = (float(v) for v in box)
         # Pixel edges -> the last pixel inside is x1 - 1 (PIL draws both end points).
-        ImageDraw.Draw(out).rectangle([x0, y0, x1 - 1, y1 - 1], outline=BOX, width=max(2, image.width // 150))
+        draw.rectangle([x0, y0, x1 - 1, y1 - 1], outline=BOX, width=max(2, image.width // 150))
+    if legend:
+        present = [int(i) for i in np.unique(lab) if i > 0]
+        default = (lambda i: "foreground") if present == [1] else (lambda i: f"cluster {i}")  # noqa: E731
+        keys = [(tuple(int(c) for c in colors[i]), names[i - 1] if names else default(i)) for i in present]
+        _key(out, keys + ([(BOX, "box")] if box is not None else []))
     return out
 
 
-def instance_overlay(image: Image.Image, found, opacity: float = 0.5) -> Image.Image:
+def _edges(lab: np.ndarray, width: int) -> np.ndarray:
+    """The pixels of each foreground label within ``width`` of another label."""
+    from scipy import ndimage
+
+    edge = np.zeros(lab.shape, bool)
+    edge[1:] |= lab[1:] != lab[:-1]
+    edge[:-1] |= lab[:-1] != lab[1:]
+    edge[:, 1:] |= lab[:, 1:] != lab[:, :-1]
+    edge[:, :-1] |= lab[:, :-1] != lab[:, 1:]
+    if width > 1:
+        edge = ndimage.binary_dilation(edge, iterations=width - 1)
+    return edge & (lab > 0)
+
+
+def _key(picture: Image.Image, keys: list[tuple[tuple[int, int, int], str]]) -> None:
+    """A legend (colour swatch, name) on a light panel in the top-left corner, drawn in place when
+    it fits in a quarter of the picture."""
+    if not keys:
+        return
+    size = max(10, min(picture.height // 24, 24))
+    font, pad = _font(size), size // 2
+    width = 3 * pad + size + max(int(font.getlength(name)) for _, name in keys)
+    height = pad + len(keys) * (size + pad)
+    if width > picture.width // 2 or height > picture.height // 2:
+        return
+    panel = Image.new("RGBA", (width, height), (255, 255, 255, 200))
+    draw = ImageDraw.Draw(panel)
+    for row, (color, name) in enumerate(keys):
+        y = pad + row * (size + pad)
+        draw.rectangle([pad, y, pad + size, y + size], fill=color, outline=(64, 64, 64))
+        draw.text((2 * pad + size, y), name, fill=(0, 0, 0), font=font)
+    picture.paste(panel, (0, 0), panel)
+
+
+def instance_overlay(image: Image.Image, found, opacity: float = 0.5, legend: bool = False) -> Image.Image:
     """The image with each instance proposal (deepcut.instances.Instances: map at the image's size,
     boxes) tinted and boxed in its own `label_colors` colour, the i-th proposal in colour i."""
-    out = overlay(image, found.map, None, opacity)
+    out = overlay(image, found.map, None, opacity, legend=legend, names=[f"object {i}" for i in range(1, len(found) + 1)])
     colors = label_colors(len(found) + 1)
     draw = ImageDraw.Draw(out)
     for i, (x0, y0, x1, y1) in enumerate(found.boxes.tolist(), start=1):

@@ -79,6 +79,27 @@ def test_overlay_tints_foreground_keeps_background_and_draws_the_box():
         viz.overlay(image, labels[:10])
 
 
+def test_overlay_outlines_each_region_and_keys_its_colours_in_a_legend():
+    """Issue 27, item 16: run.py's overlays had no legend, and a 50 % tint hid the boundary."""
+    image = Image.fromarray(np.full((240, 320, 3), 100, np.uint8))
+    labels = torch.zeros(240, 320, dtype=torch.long)
+    labels[120:200, 100:180], labels[120:200, 180:260] = 1, 2
+    colors = viz.label_colors(3)
+    plain = np.asarray(viz.overlay(image, labels, opacity=0.5))
+    assert tuple(plain[120, 140]) == tuple(colors[1]) and tuple(plain[199, 220]) == tuple(colors[2])  # outlines
+    assert tuple(plain[160, 140]) == tuple(np.round(50 + 0.5 * colors[1].astype(float)).astype(np.uint8))  # inside
+    assert tuple(plain[5, 5]) == (100, 100, 100)
+    box = torch.tensor([100.0, 120.0, 260.0, 200.0])
+    keyed = np.asarray(viz.overlay(image, labels, box=box, legend=True))
+    corner = keyed[:100, :160].reshape(-1, 3)
+    for color in (colors[1], colors[2], viz.BOX):  # a swatch of each, on a light panel
+        assert (corner == color).all(axis=1).any(), color
+    assert (keyed[:100, :160] > 150).all(axis=2).mean() > 0.1
+    assert np.array_equal(keyed[100:], np.asarray(viz.overlay(image, labels, box=box))[100:])  # the key only
+    assert np.array_equal(np.asarray(viz.overlay(image.resize((30, 20)), labels[::12, ::10][:20, :32][:, :30],
+                                                 legend=True))[:5, :5], np.full((5, 5, 3), 100, np.uint8))  # no room
+
+
 def test_heatmap_is_monotonic_in_the_value_and_clips_to_its_range():
     values = torch.linspace(0, 1, 11).reshape(1, 11)
     px = np.asarray(viz.heatmap(values, size=(110, 10)))
