@@ -267,6 +267,9 @@ def figure(pictures: dict[str, Image.Image], columns: int = 4, width: float = 3.
     """A matplotlib Figure showing `pictures` in a grid, titled by their keys (for notebooks)."""
     from matplotlib.figure import Figure
 
+    if not pictures:
+        raise ValueError("visualize.figure got no pictures: pass a dict of at least one title to PIL image "
+                         "(a glob over a directory that holds none gives an empty dict)")
     rows = -(-len(pictures) // columns)
     cols = min(columns, len(pictures))
     first = next(iter(pictures.values()))

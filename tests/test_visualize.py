@@ -199,6 +199,8 @@ def test_panels_gives_every_applicable_picture_at_the_image_size():
     fig = viz.figure(out, columns=3)
     assert len([ax for ax in fig.axes if ax.images]) == 6
     assert [ax.get_title() for ax in fig.axes[:2]] == ["overlay", "labels"]
+    with pytest.raises(ValueError, match="no pictures"):
+        viz.figure({})
 
 
 def test_parts_grid_gives_a_part_the_same_colour_in_every_photo():
