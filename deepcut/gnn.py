@@ -22,7 +22,6 @@ import itertools
 import math
 
 import torch
-import torch.nn.functional as F
 
 from deepcut.seeds import stream_seed
 
@@ -98,8 +97,7 @@ class GNNBatch(torch.nn.Module):
         b, r, c, h = w1.shape
         n = inputs[0].shape[-2]
         # First layer of an image's R GNNs: one matmul against their weights side by side, (B, N, R*H).
-        # ELUs in place: their backward then needs only their output (no exp).
-        x = F.elu(_FirstLayer.apply(*inputs, w1.permute(0, 2, 1, 3).reshape(b, c, r * h)), inplace=True)
+        x = _ELU.apply(_FirstLayer.apply(*inputs, w1.permute(0, 2, 1, 3).reshape(b, c, r * h)))
         # Second layer, (B*R, N, M): one batched matmul when each image has one GNN; else per image,
         # where restart r's (N, H) block of the first layer's output is a strided matrix (no copy).
         if r == 1:
@@ -107,7 +105,7 @@ class GNNBatch(torch.nn.Module):
         else:
             x = [torch.baddbmm(b2[i], xi.view(n, r, h).transpose(0, 1), w2[i]) for i, xi in enumerate(x.unbind(0))]
             x = x[0] if b == 1 else torch.cat(x)
-        x = F.elu(x, inplace=True)
+        x = _ELU.apply(x)
         if self.training and self.dropout > 0:
             x = x * self._masks(x.shape[1:]).to(x.dtype)
             self.step += 1
@@ -139,6 +137,26 @@ class _FirstLayer(torch.autograd.Function):
     def backward(ctx, grad):
         x_t, = ctx.saved_tensors
         return None, None, x_t @ grad
+
+
+class _ELU(torch.autograd.Function):
+    """ELU as exp(min(x, 0)) - 1 + max(x, 0), in place: torch's CPU ELU computes expm1 one element
+    at a time, 6x slower than its vectorised exp (0.29 against 0.05 ms at N = 256, R = 4: the
+    largest part of a step's forward); the two differ by under 1e-7. Backward reads the output
+    only, as torch's in-place ELU does."""
+
+    @staticmethod
+    def forward(ctx, x):
+        positive = torch.relu(x)
+        out = x.clamp_(max=0).exp_().sub_(1).add_(positive)
+        ctx.mark_dirty(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        out, = ctx.saved_tensors
+        return torch.ops.aten.elu_backward(grad, 1.0, 1.0, 1.0, True, out)
 
 
 class _Layers(torch.autograd.Function):

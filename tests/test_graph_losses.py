@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from deepcut.features import center
-from deepcut.gnn import GNNBatch, propagate
+from deepcut.gnn import GNNBatch, _ELU, propagate
 from deepcut.graph import affinity, cc_affinity, gram, keep_knn, ncut_affinity
 from deepcut.losses import cc_loss, ncut_loss
 
@@ -76,6 +76,20 @@ def test_first_layer_gradient_from_the_stored_transpose_is_autograd_s():
     s = torch.softmax(torch.nn.functional.elu(h1 @ w2 + b2) @ w3 + b3, dim=-1)
     s.square().sum().backward()
     assert torch.allclose(ours, model.flat.grad, atol=1e-5)
+
+
+def test_elu_through_exp_is_torch_s_elu_in_value_and_gradient():
+    x = torch.cat([torch.linspace(-30, 30, 601), torch.tensor([0.0, -1e-8, 1e-8, -0.0])]).double()
+    a = x.clone().requires_grad_()
+    ours = _ELU.apply(a * 1)  # in place on a non-leaf, as in the GNN
+    theirs = torch.nn.functional.elu(x.clone().requires_grad_())
+    assert torch.allclose(ours, theirs, atol=1e-15, rtol=0)
+    g = torch.randn_like(x)
+    ours.backward(g)
+    b = x.clone().requires_grad_()
+    torch.nn.functional.elu(b).backward(g)
+    assert torch.allclose(a.grad, b.grad, atol=1e-15, rtol=0)
+    assert torch.equal(_ELU.apply(x[x > 0].clone()), x[x > 0])  # positives pass through exactly
 
 
 def test_propagate_is_symmetric_normalised_adjacency():
