@@ -70,16 +70,15 @@ def bilateral_grid(image: np.ndarray, sigma_spatial: float, sigma_luma: float,
     blur along each of the 5 axes, summed, between the vertices that exist."""
     h, w = image.shape[:2]
     extents = _grid_extents(h, w, (sigma_spatial, sigma_luma, sigma_chroma))
+    strides = _strides(extents)
     rgb = image.transpose(2, 0, 1).astype(np.float64)  # channel planes: three axpys, not an (N, 3) x (3, 3) matmul
     yuv = [sum(rgb[c] * RGB_TO_YUV[i, c] for c in range(3)) + YUV_OFFSET[i] for i in range(3)]
-    coords = [(np.arange(w) / sigma_spatial).astype(np.int64)[None, :],
-              (np.arange(h) / sigma_spatial).astype(np.int64)[:, None],
-              (yuv[0] / sigma_luma).astype(np.int64),
-              (yuv[1] / sigma_chroma).astype(np.int64),
-              (yuv[2] / sigma_chroma).astype(np.int64)]
-    key = np.zeros((h, w), dtype=np.int64)
-    for c, e in zip(coords, extents):
-        key = key * e + (c + 1)
+    # A pixel's key is sum_d (coordinate_d + 1) * stride_d: the +1s are one constant, the spatial
+    # terms two small vectors, and each colour adds its term in place.
+    key = ((np.arange(w) / sigma_spatial).astype(np.int64) * strides[0])[None, :] \
+        + ((np.arange(h) / sigma_spatial).astype(np.int64) * strides[1] + sum(strides))[:, None]
+    for channel, sigma, stride in zip(yuv, (sigma_luma, sigma_chroma, sigma_chroma), strides[2:]):
+        key += (channel / sigma).astype(np.int64) * stride
     # Vertices by hashing the N keys (O(N)); only the V distinct ones are sorted, so vertex ids
     # are in key order, as np.unique would number them.
     codes, found = pd.factorize(key.ravel())
@@ -88,19 +87,21 @@ def bilateral_grid(image: np.ndarray, sigma_spatial: float, sigma_luma: float,
     rank[order] = np.arange(len(order))
     n_vertices = len(vertices)
     # Neighbour along axis d is the key + stride_d; it is a vertex iff that key occurs in the grid
-    # (the - stride_d neighbours are the same pairs reversed). A (V, 1 + 2 * AXES) table of them, -1
-    # where absent, read row by row, is B in CSR form with no sort: the centre first in each row.
+    # (the - stride_d neighbours are the same pairs reversed): one hashed lookup of all 5 V keys.
+    # A (V, 1 + 2 * AXES) table of them, -1 where absent, read row by row, is B in CSR form with no
+    # sort: the centre first in each row.
+    found_at = pd.Index(vertices).get_indexer((vertices[None, :] + np.array(strides)[:, None]).ravel())
     table = np.full((n_vertices, 1 + 2 * AXES), -1, dtype=np.int64)
     table[:, 0] = np.arange(n_vertices)
-    for d, stride in enumerate(_strides(extents)):
-        pos = np.searchsorted(vertices, vertices + stride).clip(max=n_vertices - 1)
-        hit = np.flatnonzero(vertices[pos] == vertices + stride)
+    for d, pos in enumerate(found_at.reshape(AXES, n_vertices)):
+        hit = np.flatnonzero(pos >= 0)
         table[hit, 1 + 2 * d], table[pos[hit], 2 + 2 * d] = pos[hit], hit
-    present = table >= 0
-    weights = np.where(present, 1.0, 0.0)
-    weights[:, 0] = 2.0 * AXES
-    indptr = np.concatenate([[0], np.cumsum(present.sum(1))])
-    blur = sparse.csr_matrix((weights[present], table[present], indptr), shape=(n_vertices, n_vertices))
+    indices = table.ravel()[table.ravel() >= 0]
+    indptr = np.zeros(n_vertices + 1, dtype=np.int64)
+    np.cumsum((table >= 0).sum(1), out=indptr[1:])
+    weights = np.ones(len(indices))  # the [1 2 1] blur along each axis, summed: 2 per axis at the centre
+    weights[indptr[:-1]] = 2.0 * AXES
+    blur = sparse.csr_matrix((weights, indices, indptr), shape=(n_vertices, n_vertices))
     return rank[codes], blur
 
 
