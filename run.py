@@ -198,8 +198,9 @@ def run(cfg: DictConfig, out: Path, hc) -> tuple[int, str, object]:
         segmenter = segmenter_from_config(cfg, cache)
         logger = instantiate(cfg.logger)
         held = rundir.RunDir.open(out, cfg, dataset, list(hc.overrides.task), hc)
-        writer = ResultsWriter(out, cfg.save_labels or distilling, cfg.save_overlays)  # distil trains on labels/
-        logger.start(OmegaConf.to_container(cfg, resolve=True), out, writer.rows)
+        # distil trains on labels/; a head trained from task.teacher_dir segments nothing: no results.csv of its own
+        writer = None if teacher is not None else ResultsWriter(out, cfg.save_labels or distilling, cfg.save_overlays)
+        logger.start(OmegaConf.to_container(cfg, resolve=True), out, writer.rows if writer else ())
     except Exception as e:
         if held is not None:
             held.close()
