@@ -96,9 +96,10 @@ def bilateral_grid(image: np.ndarray, sigma_spatial: float, sigma_luma: float,
     for d, pos in enumerate(found_at.reshape(AXES, n_vertices)):
         hit = np.flatnonzero(pos >= 0)
         table[hit, 1 + 2 * d], table[pos[hit], 2 + 2 * d] = pos[hit], hit
-    indices = table.ravel()[table.ravel() >= 0]
+    present = table >= 0
+    indices = table[present]
     indptr = np.zeros(n_vertices + 1, dtype=np.int64)
-    np.cumsum((table >= 0).sum(1), out=indptr[1:])
+    np.cumsum(present.sum(1), out=indptr[1:])
     weights = np.ones(len(indices))  # the [1 2 1] blur along each axis, summed: 2 per axis at the centre
     weights[indptr[:-1]] = 2.0 * AXES
     blur = sparse.csr_matrix((weights, indices, indptr), shape=(n_vertices, n_vertices))

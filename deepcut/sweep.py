@@ -60,6 +60,14 @@ def job_number(dirname: str) -> tuple:
     return (int(head) if head.isdigit() else float("inf"), dirname)
 
 
+def job_dirs(sweep_dir: str | Path) -> dict[int, Path]:
+    """A sweep's job directories by job number, in order (their names: `job_dirname`); {} where the
+    sweep directory does not exist (yet)."""
+    sweep_dir = Path(sweep_dir)
+    found = [p for p in (sweep_dir.iterdir() if sweep_dir.is_dir() else ()) if p.is_dir() and p.name.split("_", 1)[0].isdigit()]
+    return {job_number(p.name)[0]: p for p in sorted(found, key=lambda p: job_number(p.name))}
+
+
 def sweep_jobs(overrides=()) -> int:
     """The joblib launcher's default n_jobs: one job per core this process may use, and no more jobs
     than the sweep has (``overrides``: its command line), so that the cores go to the jobs there are:

@@ -115,6 +115,6 @@ def folder_config(root: Path, *overrides: str):
 
 
 def job_dirs(sweep: Path) -> dict[str, Path]:
-    """A sweep's job directories by job number ("0", "1", ...): Hydra names them <num>_<overrides>."""
-    return {p.name.split("_", 1)[0]: p for p in (Path(sweep).iterdir() if Path(sweep).is_dir() else ())
-            if p.is_dir() and p.name.split("_", 1)[0].isdigit()}
+    """deepcut.sweep.job_dirs keyed by the job number as a string ("0", "1", ...), as the tests index them."""
+    from deepcut.sweep import job_dirs as numbered
+    return {str(num): path for num, path in numbered(sweep).items()}

@@ -141,6 +141,13 @@ def test_job_directories_are_named_by_their_overrides(tmp_path):
     long = job_dirname(12, "x" * 300)
     assert long.startswith("12_x") and len(long) == 103
     assert sorted(["10_a", "2_b", "1_c"], key=job_number) == ["1_c", "2_b", "10_a"]
+    for name in ("10_a", "2_b-c", "1", ".submitit", "x_3"):
+        (tmp_path / "sweep" / name).mkdir(parents=True)
+    (tmp_path / "sweep" / "4_file").write_text("not a job")
+    from deepcut.sweep import job_dirs as numbered  # helpers.job_dirs keys them by strings
+    found = numbered(tmp_path / "sweep")  # the jobs only, in job order, whatever else the sweep holds
+    assert list(found.items()) == [(1, tmp_path / "sweep/1"), (2, tmp_path / "sweep/2_b-c"), (10, tmp_path / "sweep/10_a")]
+    assert numbered(tmp_path / "none") == {}
     from hydra import compose, initialize_config_dir
 
     from deepcut.config import CONFIGS
