@@ -24,8 +24,9 @@ from deepcut.validate import validate
 
 def segmenter_from_config(cfg: DictConfig, cache: FeatureCache | None = None) -> Segmenter:
     """The chain a run config describes (run.py and create_segmenter both build it here)."""
-    extractor = Extractor(**cfg.backbone, device=cfg.device, cache=cache)
-    return Segmenter(extractor, create_method(cfg), Postprocess(**cfg.postprocess, device=extractor.device.type), seed=cfg.seed,
+    method = create_method(cfg)
+    extractor = Extractor(**cfg.backbone, device=cfg.device, cache=cache, attention=getattr(method, "needs_attention", False))
+    return Segmenter(extractor, method, Postprocess(**cfg.postprocess, device=extractor.device.type), seed=cfg.seed,
                      max_pixels=cfg.get("max_pixels"), config=cfg)
 
 

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -44,9 +45,10 @@ def named_weights(name: str) -> dict[str, torch.Tensor]:
     return getattr(importlib.import_module(module), function)()
 
 
-def create_backbone(name: str, weights: str = "hub", stride: int | None = None, layer: int = -1,
-                    checkpoint_key: str = "student", **model_kwargs) -> torch.nn.Module:
-    """A frozen ViT in eval mode, truncated after block `layer`, with patch stride `stride`."""
+def create_backbone(name: str, weights: str = "hub", stride: int | None = None, layer: int | list[int] = -1,
+                    checkpoint_key: str = "student", attention: bool = False, **model_kwargs) -> torch.nn.Module:
+    """A frozen ViT in eval mode, truncated after block `layer` (the deepest of a list of blocks),
+    with patch stride `stride`; with `attention`, whole, for its last block's attention."""
     import timm
 
     try:
@@ -67,10 +69,24 @@ def create_backbone(name: str, weights: str = "hub", stride: int | None = None, 
     set_stride(model, stride)
     # Blocks after the facet's layer never influence the features: drop them.
     depth = len(model.blocks)
-    if not -depth <= layer < depth:
-        raise BackboneError(f"backbone.layer={layer} but {name} has {depth} blocks (use 0..{depth - 1} or -1 for the last)")
-    model.blocks = model.blocks[: layer % depth + 1]
+    layers = layer_indices(layer, depth)
+    if layers is None:
+        raise BackboneError(f"backbone.layer={layer} but {name} has {depth} blocks (use 0..{depth - 1} or -1 for the "
+                            "last, or a list of them)")
+    if not attention:
+        model.blocks = model.blocks[: max(layers) + 1]
+    model.feature_blocks = layers  # the blocks whose facet deepcut.features.extract reads, in this order
     return model.eval().requires_grad_(False)
+
+
+def layer_indices(layer, depth: int) -> list[int] | None:
+    """backbone.layer (a block index, negative from the end, or a list of them) -> the blocks'
+    indices from 0 in the order given, or None where one is out of range or repeated."""
+    layers = list(layer) if isinstance(layer, Sequence) and not isinstance(layer, str) else [layer]
+    if not layers or any(isinstance(v, bool) or not isinstance(v, int) or not -depth <= v < depth for v in layers):
+        return None
+    indices = [v % depth for v in layers]
+    return indices if len(set(indices)) == len(indices) else None
 
 
 def set_stride(model: torch.nn.Module, stride: int | None) -> None:

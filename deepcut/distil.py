@@ -131,7 +131,7 @@ def train(cfg, out: Path, dataset, segmenter, ids: list[str], teacher: Path | No
     for start in tqdm(range(0, len(ids), 32), desc="head: features", unit="batch", dynamic_ncols=True):
         chunk = ids[start:start + 32]
         shown = [bound_image(dataset[index[sid]].image, segmenter.max_pixels) for sid in chunk]  # as run.py saw them
-        for sid, image, (f, grid) in zip(chunk, shown, segmenter.extractor([segmenter.extractor.preprocess(im) for im in shown])):
+        for sid, image, (f, grid, *_) in zip(chunk, shown, segmenter.extractor([segmenter.extractor.preprocess(im) for im in shown])):
             path = (teacher or out) / "labels" / f"{sid}.png"
             with Image.open(path) as png:
                 mask = np.asarray(png) > 0

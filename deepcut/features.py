@@ -40,26 +40,48 @@ def grid_size(height: int, width: int, patch: int, stride: int) -> tuple[int, in
 
 
 @torch.no_grad()
-def extract(model: torch.nn.Module, images: torch.Tensor, facet: str = "key") -> torch.Tensor:
+def extract(model: torch.nn.Module, images: torch.Tensor, facet: str = "key", layers: list[int] | None = None,
+            attention: bool = False):
     """(B, 3, H, W) normalised images -> (B, h*w, C) patch features of the model's last block
-    (create_backbone has already cut the model after the requested layer)."""
+    (create_backbone has already cut the model after the requested layer), or of the blocks
+    `layers` (indices from 0) concatenated in that order: hypercolumns (Hariharan et al. 2015),
+    e.g. a middle block's part-level keys beside the last block's object-level ones. With
+    `attention`, also (B, heads, h*w): the last block's attention from the CLS token to each patch,
+    per head (the saliency of Amir et al.'s co-segmentation and of DINO's attention maps)."""
     if facet not in FACETS:
         raise ValueError(f"backbone.facet={facet!r}: use one of {FACETS}")
-    block = model.blocks[-1]
-    captured = {}
-    if facet == "token":
-        handle = block.register_forward_hook(lambda m, i, o: captured.setdefault("x", o))
-    else:
-        handle = block.attn.qkv.register_forward_hook(lambda m, i, o: captured.setdefault("x", o))
+    layers = [len(model.blocks) - 1] if layers is None else layers
+    captured: dict[int, torch.Tensor] = {}
+    handles = []
+    for i in layers:
+        module = model.blocks[i] if facet == "token" else model.blocks[i].attn.qkv
+        handles.append(module.register_forward_hook(lambda m, inp, out, i=i: captured.setdefault(i, out)))
+    if attention:
+        handles.append(model.blocks[-1].attn.qkv.register_forward_hook(lambda m, inp, out: captured.setdefault("qkv", out)))
     try:
         model.forward_features(images)
     finally:
-        handle.remove()
-    x = captured["x"]
-    if facet != "token":
-        b, t, _ = x.shape  # qkv output is (B, T, 3*C) laid out as (3, heads, head_dim)
-        x = x.reshape(b, t, 3, -1)[:, :, ("query", "key", "value").index(facet)]
-    return x[:, model.num_prefix_tokens:].float()
+        for handle in handles:
+            handle.remove()
+    out = []
+    for i in layers:
+        x = captured[i]
+        if facet != "token":
+            b, t, _ = x.shape  # qkv output is (B, T, 3*C) laid out as (3, heads, head_dim)
+            x = x.reshape(b, t, 3, -1)[:, :, ("query", "key", "value").index(facet)]
+        out.append(x[:, model.num_prefix_tokens:].float())
+    features = torch.cat(out, dim=-1) if len(out) > 1 else out[0]
+    return (features, cls_attention(model.blocks[-1].attn, captured["qkv"], model.num_prefix_tokens)) if attention else features
+
+
+def cls_attention(attn: torch.nn.Module, qkv: torch.Tensor, prefix: int) -> torch.Tensor:
+    """A timm attention module's (B, T, 3C) qkv output -> (B, heads, T - prefix): softmax(q k^T /
+    sqrt(d)) of the CLS query (token 0) over all tokens, read at the patches."""
+    b, t, _ = qkv.shape
+    q, k, _ = qkv.reshape(b, t, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)  # (B, heads, T, d) each
+    q, k = attn.q_norm(q), attn.k_norm(k)
+    weights = ((q[:, :, :1] * attn.scale) @ k.transpose(-1, -2)).softmax(dim=-1)  # (B, heads, 1, T)
+    return weights[:, :, 0, prefix:].float()
 
 
 def center(features: torch.Tensor) -> torch.Tensor:

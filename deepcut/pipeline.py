@@ -38,13 +38,18 @@ def resolve_device(device: str = "auto") -> torch.device:
 class Extractor:
     """Stage 1: PIL images -> per-image (h*w, C) features and the (h, w) grid."""
 
-    def __init__(self, name: str, weights: str, facet: str, layer: int, stride: int | None, resolution: int,
+    def __init__(self, name: str, weights: str, facet: str, layer: int | list[int], stride: int | None, resolution: int,
                  resize: str, batch_size: int, device: str = "auto", precision: str = "fp32",
                  checkpoint_key: str = "student", model_kwargs: dict | None = None, center: bool = False,
-                 log_bin: int = 0, cache: FeatureCache | None = None):
-        """Settings as in configs/backbone/*.yaml, which hold the defaults (deepcut.create_segmenter)."""
+                 log_bin: int = 0, cache: FeatureCache | None = None, attention: bool = False):
+        """Settings as in configs/backbone/*.yaml, which hold the defaults (deepcut.create_segmenter).
+        attention: also give each image's (heads, h*w) CLS attention of the last block, for a
+        method that asks for it (`needs_attention`): items are then (features, grid, attention)."""
         self.device = resolve_device(device)
-        self.model = create_backbone(name, weights, stride, layer, checkpoint_key, **(model_kwargs or {})).to(self.device)
+        self.attention = attention
+        self.model = create_backbone(name, weights, stride, layer, checkpoint_key, attention,
+                                     **(model_kwargs or {})).to(self.device)
+        self.layers = self.model.feature_blocks  # the blocks whose features are extracted, side by side
         self.patch = self.model.patch_embed.patch_size[0]
         self.stride = stride or self.patch
         if resolution < self.patch:
@@ -58,7 +63,9 @@ class Extractor:
         self.tf32 = precision == "tf32"  # set for this extractor's forwards only, not process-wide
         self.cache = cache
         if cache is not None:
-            self.fingerprint = model_fingerprint(self.model, facet=facet, precision=precision)
+            # Several blocks come from the same (untruncated) parameters as the last one alone: say which.
+            blocks = {"layers": self.layers} if len(self.layers) > 1 else {}
+            self.fingerprint = model_fingerprint(self.model, facet=facet, precision=precision, **blocks)
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return to_tensor(resize(image, self.resolution, self.patch, self.resize_mode), self.mean, self.std)
@@ -70,7 +77,8 @@ class Extractor:
         by_shape: dict[tuple, list[int]] = {}
         for i, t in enumerate(tensors):
             grid = grid_size(t.shape[1], t.shape[2], self.patch, self.stride)
-            hit = self.cache.get(keys[i], (grid[0] * grid[1], self.model.embed_dim)) if self.cache else None
+            cached = self.cache and not self.attention  # the cache holds features only
+            hit = self.cache.get(keys[i], (grid[0] * grid[1], self.model.embed_dim * len(self.layers))) if cached else None
             if hit is not None:
                 out[i] = (hit.to(self.device), grid)
             else:
@@ -83,18 +91,19 @@ class Extractor:
                 tf32, torch.backends.cuda.matmul.allow_tf32 = torch.backends.cuda.matmul.allow_tf32, self.tf32
                 try:
                     with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                        feats = extract(self.model, x, self.facet)
+                        feats = extract(self.model, x, self.facet, self.layers, self.attention)
                 finally:
                     torch.backends.cuda.matmul.allow_tf32 = tf32
-                for i, f in zip(chunk, feats):
-                    out[i] = (f, grid)
+                feats, maps = feats if self.attention else (feats, [None] * len(chunk))
+                for i, f, m in zip(chunk, feats, maps):
+                    out[i] = (f, grid) if m is None else (f, grid, m)
                     if self.cache:
                         self.cache.put(keys[i], f)
         # Feature preparation, for every method alike, after the cache (its entries serve every setting).
         if self.center:
-            out = [(center(f), grid) for f, grid in out]
+            out = [(center(f), grid, *rest) for f, grid, *rest in out]
         if self.log_bin:
-            out = [(log_bin(f[None], grid, self.log_bin)[0], grid) for f, grid in out]
+            out = [(log_bin(f[None], grid, self.log_bin)[0], grid, *rest) for f, grid, *rest in out]
         return out
 
 
@@ -174,11 +183,11 @@ class Segmenter:
         self.seed, self.max_pixels, self.config = seed, max_pixels, config
 
     @staticmethod
-    def prepare(features: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
+    def prepare(features: torch.Tensor, grid: tuple[int, int], *attention) -> tuple:
         """Non-finite features fail the image, whatever the method."""
         if not torch.isfinite(features).all():
             raise FloatingPointError("non-finite backbone features (NaN or Inf)")
-        return features, grid
+        return features, grid, *attention
 
     @property
     def batch_size(self) -> int:
@@ -192,10 +201,10 @@ class Segmenter:
         if getattr(self.method, "collects", False):
             return [(lab, None, None) if details else lab for lab in self.method.collection(features, seeds)]
         if not hasattr(self.method, "batch"):
-            return [self._peer(f, grid, s, details) for (f, grid), s in zip(features, seeds)]
+            return [self._peer(f, grid, s, details) for (f, grid, *_), s in zip(features, seeds)]
         out: list = [None] * len(features)
         by_grid: dict[tuple, list[int]] = {}
-        for i, (_, grid) in enumerate(features):
+        for i, (_, grid, *_) in enumerate(features):
             by_grid.setdefault(grid, []).append(i)
         for grid, idx in by_grid.items():
             stacked = torch.stack([features[i][0] for i in idx])
@@ -227,7 +236,7 @@ class Segmenter:
         features = [self.prepare(*f) for f in self.extractor([self.extractor.preprocess(im) for im in images])]
         clustered = self.cluster(features, [derive_seed(self.seed, i) for i in ids], details=True)
         out = []
-        for original, image, (f, grid), (patch, soft, vector) in zip(originals, images, features, clustered):
+        for original, image, (f, grid, *_), (patch, soft, vector) in zip(originals, images, features, clustered):
             labels, mask, box = self.post(patch, image)
             if image.size != original.size:  # shrunk to max_pixels for memory: back to the photo's coordinates
                 labels, mask, box = to_size(labels, mask, box, (original.height, original.width))

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from deepcut import postprocess
-from deepcut.backbone import WEIGHTS
+from deepcut.backbone import WEIGHTS, layer_indices
 from deepcut.errors import ConfigError, is_whole
 from deepcut.features import FACETS
 from deepcut.methods import method_entry
@@ -70,8 +71,11 @@ def _backbone(b: DictConfig) -> list[str]:
     if stride is not None and (not is_whole(stride) or stride <= 0):
         problems.append(f"backbone.stride={stride!r}: a whole number of pixels > 0 that divides the patch size, "
                         "or null (= the patch size)")
-    if not is_whole(b.get("layer", -1)):
-        problems.append(f"backbone.layer={b.get('layer')!r}: the index of a block (-1 for the last)")
+    layer = b.get("layer", -1)
+    layers = list(layer) if isinstance(layer, Sequence) and not isinstance(layer, str) else [layer]
+    if not layers or not all(is_whole(v) for v in layers) or len(set(layers)) != len(layers):
+        problems.append(f"backbone.layer={_plain(layer)!r}: the index of a block (-1 for the last), or a list of "
+                        "different ones, e.g. [-4,-1] (their features concatenated)")
     choices = {"facet": FACETS, "resize": ("square", "short_side"), "precision": ("fp32", "bf16", "tf32")}
     for key, allowed in choices.items():
         if key in b and b[key] not in allowed:
@@ -120,14 +124,20 @@ def _architecture(b: DictConfig) -> list[str]:
         problems.append(f"backbone.stride={stride!r}: {name} has {patch}px patches, so the stride must divide "
                         f"{patch} ({allowed}) or be null (= {patch})")
     layer = b.get("layer", -1)
-    if not -depth <= layer < depth:
-        problems.append(f"backbone.layer={layer!r}: {name} has {depth} blocks (use 0..{depth - 1}, or -1 for the last)")
+    if layer_indices(layer, depth) is None:
+        problems.append(f"backbone.layer={_plain(layer)!r}: {name} has {depth} blocks (use 0..{depth - 1}, or -1 for "
+                        "the last, or a list of different ones)")
     resolution = b.get("resolution")
     step = stride if stride is not None and not patch % stride else patch
     if not isinstance(resolution, int) or isinstance(resolution, bool) or resolution < patch + step:
         problems.append(f"backbone.resolution={resolution!r}: must be a whole number of pixels >= {patch + step} "
                         f"(a grid of at least 2x2 patches of {patch}px at stride {step}; one patch cannot be split)")
     return problems
+
+
+def _plain(value):
+    """A config value as the user typed it (a ListConfig prints as a list)."""
+    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
 
 
 def _method(cfg: DictConfig) -> list[str]:

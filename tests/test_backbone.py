@@ -162,3 +162,37 @@ def test_damaged_checkpoint_is_a_backbone_error(tmp_path):
     for name in ("garbage.pth", "garbage.safetensors"):
         with pytest.raises(BackboneError, match="not a readable checkpoint"):
             read_checkpoint(tmp_path / name)
+
+
+def test_a_list_of_layers_gives_their_features_side_by_side(tmp_path):
+    """backbone.layer=[0, -1]: the two blocks' keys concatenated (hypercolumns), each exactly what
+    that layer alone gives; the feature cache keeps the list apart from the last block alone."""
+    from deepcut.cache import FeatureCache
+
+    kw = dict(name="vit_small_patch8_224", weights="random", facet="key", stride=None, resolution=32,
+              resize="square", batch_size=2, device="cpu", model_kwargs={**TINY, "depth": 3})
+    image = Extractor(layer=-1, **kw).preprocess(Image.new("RGB", (40, 40), (90, 20, 200)))
+    first, last = (Extractor(layer=layer, **kw)([image])[0][0] for layer in (0, -1))
+    cache = FeatureCache(tmp_path)
+    both = Extractor(layer=[0, -1], cache=cache, **kw)([image])[0][0]
+    assert both.shape == (16, 64) and torch.equal(both[:, :32], first) and torch.equal(both[:, 32:], last)
+    assert torch.equal(Extractor(layer=-1, cache=cache, **kw)([image])[0][0], last)  # not the list's entry
+    assert torch.equal(Extractor(layer=[0, -1], cache=cache, **kw)([image])[0][0], both)
+    with pytest.raises(BackboneError, match=r"backbone.layer=\[0, 3\]"):
+        create_backbone("vit_small_patch8_224", "random", layer=[0, 3], **{**TINY, "depth": 3})
+
+
+def test_cls_attention_is_the_attention_timm_computes():
+    """The saliency's CLS attention equals the weights of timm's own (unfused) attention."""
+    model = tiny(layer=-1)
+    images = torch.randn(2, 3, 32, 32)
+    block = model.blocks[-1].attn
+    seen = {}
+    block.fused_attn = False  # timm's explicit path, whose softmax goes through attn_drop
+    handle = block.attn_drop.register_forward_hook(lambda m, i, o: seen.setdefault("w", o))
+    try:
+        features, attention = extract(model, images, "key", attention=True)
+    finally:
+        handle.remove()
+    assert attention.shape == (2, TINY["num_heads"], 16) and features.shape == (2, 16, TINY["embed_dim"])
+    assert torch.allclose(attention, seen["w"][:, :, 0, model.num_prefix_tokens:], atol=1e-6)
