@@ -17,7 +17,7 @@ import torch
 
 from deepcut.errors import ConfigError
 from deepcut.gnn import GNNBatch, degrees, propagate
-from deepcut.graph import AFFINITIES, affinity, cosegmentation_affinity, node_features, sparse_knn_affinity
+from deepcut.graph import AFFINITIES, affinity, cosegmentation_affinity, joint_affinity, node_features, sparse_knn_affinity
 from deepcut.losses import LOSSES
 
 
@@ -95,6 +95,16 @@ def build_cosegmentation_graph(features: list[torch.Tensor], graph: Graph = Grap
     (1, N, C) and degrees (1, N), as `build_graph` gives for one image."""
     name = graph.affinity or loss
     w = cosegmentation_affinity(features, cross_knn, AFFINITIES[name], graph.alpha, graph.l2, graph.power)
+    degree = degrees(w)
+    return w, propagate(w, node_features(torch.cat(features), graph.l2), degree)[None], degree[None]
+
+
+def build_joint_graph(features: list[torch.Tensor], cells: list[torch.Tensor], graph: Graph = Graph(), loss: str = "ncut",
+                      knn: int = 20, spatial_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The (N_g, C) node features of G images and their (N_g, 2) grid cells -> one sparse graph for
+    one loss over all their nodes (graph.joint_affinity), its A_hat X (1, N, C) and degrees (1, N)."""
+    name = graph.affinity or loss
+    w = joint_affinity(features, cells, knn, AFFINITIES[name], graph.alpha, graph.l2, graph.power, spatial_weight)
     degree = degrees(w)
     return w, propagate(w, node_features(torch.cat(features), graph.l2), degree)[None], degree[None]
 

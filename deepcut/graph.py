@@ -126,3 +126,44 @@ def cosegmentation_affinity(features: list[torch.Tensor], k: int, formula=ncut_a
     i, j = torch.cat([within[:, 0], i]), torch.cat([within[:, 1], j])
     values = formula((x[i] * x[j]).sum(-1), torch.tensor(peak, dtype=x.dtype, device=x.device), alpha, power)
     return torch.sparse_coo_tensor(torch.stack([i, j]), values, (n, n), check_invariants=False).coalesce()
+
+
+def grid_edges(cells: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, 2) distinct (row, col) grid cells of one image's nodes -> the node pairs (i, j), both
+    ways, whose cells are 8-neighbours: the image's own spatial adjacency among those nodes."""
+    if len(cells) == 0:
+        return (cells.new_zeros(0),) * 2
+    origin = cells.min(dim=0).values
+    rc = cells - origin
+    h, w = (int(v) + 1 for v in rc.max(dim=0).values)
+    index = torch.full((h + 2, w + 2), -1, dtype=torch.long, device=cells.device)  # a frame of -1: no wrap-around
+    index[rc[:, 0] + 1, rc[:, 1] + 1] = torch.arange(len(cells), device=cells.device)
+    rows, cols = [], []
+    for dy, dx in ((0, 1), (1, -1), (1, 0), (1, 1)):  # each unordered pair once, then mirrored
+        other = index[rc[:, 0] + 1 + dy, rc[:, 1] + 1 + dx]
+        keep = other >= 0
+        rows.append(torch.arange(len(cells), device=cells.device)[keep])
+        cols.append(other[keep])
+    i, j = torch.cat(rows), torch.cat(cols)
+    return torch.cat([i, j]), torch.cat([j, i])
+
+
+def joint_affinity(features: list[torch.Tensor], cells: list[torch.Tensor], k: int, formula=ncut_affinity,
+                   alpha: float = 3.0, l2: bool = False, power: float = 1.0, spatial_weight: float = 1.0) -> torch.Tensor:
+    """One sparse (N, N) W over the nodes of G images (N = N_1 + ... + N_G, image after image) for a
+    loss on the whole collection: each node linked to its k nearest nodes of the collection, in any
+    image (`sparse_knn_affinity` on the pooled nodes: a part meets its kind in the other images),
+    plus, with weight `spatial_weight`, to its 8-neighbours on its own image's grid (`cells`, (N_g, 2)
+    rows and columns), so that a part is also a region of its image. Memory and time are linear in
+    N * k (the neighbour search goes chunk by chunk); the same nodes in another image order give the
+    same graph, permuted."""
+    w = sparse_knn_affinity(torch.cat(features), k, formula, alpha, l2, power)
+    if not spatial_weight:
+        return w
+    sizes = [len(f) for f in features]
+    offsets = torch.cumsum(torch.tensor([0] + sizes[:-1]), 0).tolist()
+    pairs = [tuple(e + o for e in grid_edges(c)) for c, o in zip(cells, offsets)]
+    i, j = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+    spatial = torch.sparse_coo_tensor(torch.stack([i, j]), w.values().new_full((len(i),), spatial_weight), w.shape,
+                                      check_invariants=False)
+    return (w + spatial).coalesce()

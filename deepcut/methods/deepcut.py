@@ -22,7 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from deepcut.errors import ConfigError, check_key, is_number, is_whole
-from deepcut.fit import GNN, Fit, Graph, Optimisation, build_cosegmentation_graph, build_graph, fit
+from deepcut.fit import GNN, Fit, Graph, Optimisation, build_cosegmentation_graph, build_graph, build_joint_graph, fit
 from deepcut.graph import AFFINITIES
 from deepcut.losses import LOSSES
 from deepcut.masks import BACKGROUND_ALLOWED, BACKGROUND_RULES, background_of, border_counts, relabel_background_first
@@ -32,6 +32,7 @@ from deepcut.seeds import derive_seed
 MODES = ("single", "parts")
 FOREGROUNDS = ("default", "k2_border")  # mode.foreground.source of parts mode
 COMBINE = ("auto", "best", "vote")
+COLLECTION_GRAPHS = ("blocks", "joint")  # mode.collection_graph
 INITS = ("per_image", "shared")
 
 
@@ -61,7 +62,11 @@ class DeepCut:
     split_background: bool = False
     background_k: int = 2
     collection_size: int = 0    # images whose graphs one GNN trains on together; 0: each image alone
-    cross_knn: int = 0          # collection mode: links to the k mutual nearest nodes of the other images (0: none)
+    cross_knn: int = 0          # collection mode: blocks: links to the k mutual nearest nodes of the other images
+                                # (0: none); joint: each node's k nearest nodes of the collection
+    collection_graph: str = "blocks"  # blocks: a graph and a loss per image, one GNN | joint: one graph, one loss
+    spatial_weight: float = 1.0  # joint graph: weight of the edges between grid neighbours of an image
+    center_parts: bool = False  # parts mode: each image's foreground features minus their mean before the parts
     foreground: dict | None = None  # mode parts, stage 1: {"source": "default", "background", "graph", "gnn", "loss",
                                     # "optimizer"}: the default object recipe; None or source k2_border: the paper's K = 2 cut
     seed: int = 0
@@ -87,7 +92,9 @@ class DeepCut:
         return {"loss": {"name": self.loss, "k": self.k, "ortho_weight": self.ortho_weight},
                 "mode": {"name": self.mode, "background": self.background, "split_background": self.split_background,
                          "background_k": self.background_k, "collection_size": self.collection_size,
-                         "cross_knn": self.cross_knn, **({"foreground": self.foreground} if self.foreground else {})},
+                         "cross_knn": self.cross_knn, "collection_graph": self.collection_graph,
+                         "spatial_weight": self.spatial_weight, "center_parts": self.center_parts,
+                         **({"foreground": self.foreground} if self.foreground else {})},
                 "optimizer": asdict(self.optimisation), "graph": asdict(self.graph), "gnn": asdict(self.gnn)}
 
     @property
@@ -184,16 +191,22 @@ class DeepCut:
             for i in used:
                 labels[i][regions[i]] = 1
             return [lab.view(grid) for lab, (_, grid) in zip(labels, items)]
-        nodes = [items[i][0][regions[i]] for i in used]
-        graphs = [build_graph(f[None], self.graph, self.loss) for f in nodes]  # the loss: a block per image
-        ax = torch.cat([g[1] for g in graphs], dim=1)
-        if self.cross_knn:
-            # The GNN's input A_hat X comes from one graph that also links the images' mutual nearest
-            # nodes, so a part's nodes in every image are drawn together; the loss stays per image,
-            # since on the joint graph the cheapest cut would separate the images themselves.
-            ax = build_cosegmentation_graph(nodes, self.graph, self.loss, self.cross_knn)[1]
-        result = fit([g[0] for g in graphs], ax, [g[2] for g in graphs], [seed], loss=self.loss, k=k,
-                     ortho_weight=self.ortho_weight, gnn=self.gnn, opt=self.optimisation, init_seeds=self._init_seeds(1))
+        nodes = [self._part_features(items[i][0][regions[i]]) for i in used]
+        if self.collection_graph == "joint":
+            # One graph and one loss over the collection: a part is a set of patches that resemble
+            # each other across the images (kNN edges) and form regions within each (grid edges).
+            cells = [torch.stack([regions[i] // items[i][1][1], regions[i] % items[i][1][1]], dim=1) for i in used]
+            w, ax, degree = build_joint_graph(nodes, cells, self.graph, self.loss, self.cross_knn, self.spatial_weight)
+        else:
+            graphs = [build_graph(f[None], self.graph, self.loss) for f in nodes]  # the loss: a block per image
+            w, ax, degree = [g[0] for g in graphs], torch.cat([g[1] for g in graphs], dim=1), [g[2] for g in graphs]
+            if self.cross_knn:
+                # The GNN's input A_hat X comes from one graph that also links the images' mutual nearest
+                # nodes, so a part's nodes in every image are drawn together; the loss stays per image:
+                # on these dense blocks joined by a few edges the cheapest cut would separate the images.
+                ax = build_cosegmentation_graph(nodes, self.graph, self.loss, self.cross_knn)[1]
+        result = fit(w, ax, degree, [seed], loss=self.loss, k=k, ortho_weight=self.ortho_weight, gnn=self.gnn,
+                     opt=self.optimisation, init_seeds=self._init_seeds(1))
         sizes = [len(regions[i]) for i in used]
         if self.mode == "single" and self._votes(k):  # a foreground/background split: each image's vote
             for i, soft in zip(used, result.soft[0].split(sizes, dim=1)):
@@ -212,6 +225,12 @@ class DeepCut:
         for i, part in zip(used, ids.split(sizes)):
             labels[i][regions[i]] = label_of[part]
         return [lab.view(grid) for lab, (_, grid) in zip(labels, items)]
+
+    def _part_features(self, features: torch.Tensor) -> torch.Tensor:
+        """A region's (n, C) features as the parts stage sees them: with center_parts, minus their
+        mean, so that the object's own look (its species, colour, light), shared by all its patches,
+        drops out and its parts are told apart, and matched across images, by what differs within it."""
+        return features - features.mean(dim=0) if self.mode == "parts" and self.center_parts and len(features) else features
 
     def _fit(self, features: torch.Tensor, seeds: list[int], k: int) -> Fit:
         b, n, _ = features.shape
@@ -240,7 +259,7 @@ class DeepCut:
                 parts[idx], probs[:, idx] = part, 0.0
                 probs[part, idx] = 1.0
                 continue
-            result = self._fit(features[idx][None], [derive_seed(seed, tag)], k)
+            result = self._fit(self._part_features(features[idx])[None], [derive_seed(seed, tag)], k)
             best = result.losses[0].argmin()
             cluster = result.ids[0, best]
             # Parts numbered by decreasing size; the background's largest part stays background (0).
@@ -316,6 +335,14 @@ def check(cfg: DictConfig) -> list[str]:
               "a whole number of images >= 0 (0: each image alone)")
     check_key(problems, mode, "mode", "cross_knn", lambda v: is_whole(v) and v >= 0,
               "a whole number of neighbours >= 0 in the collection's other images (0: no edges between images)")
+    check_key(problems, mode, "mode", "collection_graph", lambda v: v in COLLECTION_GRAPHS,
+              "use blocks (a graph and a loss per image, one GNN) or joint (one graph over the collection, one loss)")
+    check_key(problems, mode, "mode", "spatial_weight", lambda v: is_number(v) and math.isfinite(v) and v >= 0,
+              "the weight of the joint graph's edges between grid neighbours: a finite number >= 0")
+    check_key(problems, mode, "mode", "center_parts", lambda v: isinstance(v, bool), "use true or false")
+    if mode is not None and mode.get("collection_graph") == "joint" and not mode.get("cross_knn"):
+        problems.append("mode.collection_graph=joint with mode.cross_knn=0: the joint graph links each patch to its "
+                        "cross_knn nearest patches of the collection; set cross_knn >= 1 (e.g. 20)")
     foreground = (mode or {}).get("foreground")
     if foreground is not None:
         check_key(problems, foreground, "mode.foreground", "source", lambda v: v in FOREGROUNDS,
@@ -363,7 +390,8 @@ def build(cfg: DictConfig) -> DeepCut:
     return DeepCut(loss=cfg.loss.name, k=cfg.loss.k, ortho_weight=cfg.loss.ortho_weight,
                    mode=cfg.mode.name, background=cfg.mode.background, split_background=cfg.mode.split_background,
                    background_k=cfg.mode.background_k, collection_size=cfg.mode.collection_size,
-                   cross_knn=cfg.mode.cross_knn, foreground=OmegaConf.to_container(cfg.mode.get("foreground"), resolve=True)
+                   cross_knn=cfg.mode.cross_knn, collection_graph=cfg.mode.collection_graph,
+                   spatial_weight=cfg.mode.spatial_weight, center_parts=cfg.mode.center_parts, foreground=OmegaConf.to_container(cfg.mode.get("foreground"), resolve=True)
                    if cfg.mode.get("foreground") is not None else None, seed=cfg.seed,
                    graph=group("graph"), gnn=group("gnn"), optimisation=group("optimizer"))
 
