@@ -1,13 +1,14 @@
-"""Issue 24's levers for semantic parts on CUB, each a run.py run on the same features, one table.
+"""Issue 24's levers for semantic parts on CUB, each a run.py run on the same photos, one table.
 
     python experiments/parts_levers.py CUB_ROOT OUT [--seeds 0,1,2] [--only name,name] [--crop none|bbox]
 
-Every lever is a list of overrides on top of BASE (the parts recipe on the offline backbone); each
+Every lever is a list of overrides on top of BASE (`experiment=cub_parts`, the product's parts recipe,
+on every photo of CUB_ROOT: `dataset.subset=all`); a lever's `experiment=` replaces BASE's. Each
 (lever, seed) is `python run.py <overrides> seed=<s> hydra.run.dir=OUT/<lever>_s<s>`, skipped when
-complete. OUT/levers.md: per lever NMI / ARI (Table 3's whole-photo protocol), NMI / ARI fg (every
-keypoint read as a part), stage 1's CorLoc on the CUB boxes, keypoints on parts, mean ± std over the
-seeds, and the command. Numbers on the offline DINOv2 ViT-S/14 are not comparable with the paper's
-DINO ViT-S/8.
+complete. OUT/levers.md: per lever NMI / ARI (Table 3's whole-photo protocol: a keypoint on predicted
+background is one more cluster), NMI / ARI fg (every keypoint read as a part: the box-crop protocol's
+score), the foreground's CorLoc on the CUB boxes, keypoints on parts, mean ± std over the seeds, and
+the overrides. Numbers on the offline DINOv2 ViT-S/14 are not comparable with the paper's DINO ViT-S/8.
 """
 from __future__ import annotations
 
@@ -19,34 +20,46 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-BASE = ["experiment=paper_table3_cub_parts_ncut", "backbone=dinov2_vits14_offline", "backbone.center=true",
-        "save_overlays=false", "save_labels=false"]
-ALL = "mode.collection_size=171"  # the development copy's 171 photos: one collection
+BASE = ["experiment=cub_parts", "dataset.subset=all", "save_overlays=false", "save_labels=false"]
+AMIR = ["method=coseg", "method.collection_size=200"]  # Amir et al.'s part co-segmentation, as published
+PAPER = ["experiment=paper_table3_cub_parts_ncut", "backbone=dinov2_vits14_offline", "backbone.center=true"]
 LEVERS = {
-    "paper_stage1_per_image": ["mode.foreground.source=k2_border"],
-    "default_stage1_per_image": ["mode.foreground.source=default"],
-    "coseg_pooled_kmeans": ["method=coseg", "method.k=4", "method.collection_size=171"],
-    "collection": ["mode.foreground.source=default", ALL],
-    "collection_lr1e-2": ["mode.foreground.source=default", ALL, "optimizer.lr=1e-2"],
-    "collection_cross5": ["mode.foreground.source=default", ALL, "mode.cross_knn=5"],
-    "collection_cross20": ["mode.foreground.source=default", ALL, "mode.cross_knn=20"],
-    "collection_cross20_lr1e-2": ["mode.foreground.source=default", ALL, "mode.cross_knn=20", "optimizer.lr=1e-2"],
-    "collection_cc_cross20": ["experiment=table3_cub_parts_cc", "mode.foreground.source=default", ALL, "mode.cross_knn=20"],
-    "collection_token_cross20": ["mode.foreground.source=default", ALL, "mode.cross_knn=20", "backbone.facet=token"],
-    "collection_k8_cross20": ["mode.foreground.source=default", ALL, "mode.cross_knn=20", "loss.k=8"],
-    "coseg_layer-4": ["method=coseg", "method.k=4", "method.collection_size=171", "backbone.layer=-4"],
-    "collection_layer-4": ["mode.foreground.source=default", ALL, "backbone.layer=-4"],
-    "coseg_layer-6": ["method=coseg", "method.k=4", "method.collection_size=171", "backbone.layer=-6"],
-    "collection_cc_layer-4_cross20": ["experiment=table3_cub_parts_cc", "mode.foreground.source=default", ALL,
-                                      "mode.cross_knn=20", "backbone.layer=-4"],
-    "collection_layer-4_lr1e-2": ["mode.foreground.source=default", ALL, "backbone.layer=-4", "optimizer.lr=1e-2"],
-    "coseg_token": ["method=coseg", "method.k=4", "method.collection_size=171", "backbone.facet=token"],
-    "coseg_res448": ["method=coseg", "method.k=4", "method.collection_size=171", "backbone.resolution=448"],
-    "collection_res448": ["mode.foreground.source=default", ALL, "backbone.resolution=448"],
-    "collection_res448_cross20": ["mode.foreground.source=default", ALL, "backbone.resolution=448", "mode.cross_knn=20"],
+    "cub_parts": [],
+    # The peers on the same photos and backbone.
+    "amir_published_descriptor": [*AMIR, "backbone.layer=-1"],       # their key of the last block
+    "amir_same_features": AMIR,                                       # the recipe's hypercolumn
+    "amir_log_bin": [*AMIR, "backbone.layer=-1", "backbone.log_bin=2"],
+    "paper_recipe": PAPER,                                            # Table 3's recipe, per image
+    "previous_cub_parts": ["experiment=table3_cub_parts_cc", "backbone=dinov2_vits14_offline", "backbone.center=true",
+                           "mode.foreground.source=default", "mode.collection_size=200", "mode.cross_knn=20"],
+    # Descriptor.
+    "last_block_only": ["backbone.layer=-1"],
+    "block_-4_only": ["backbone.layer=-4"],
+    "blocks_-6_-1": ["backbone.layer=[-6,-1]"],
+    "token_facet": ["backbone.facet=token"],
+    "log_bin": ["backbone.log_bin=2"],
+    "stride_7": ["backbone.stride=7"],
+    "resolution_448": ["backbone.resolution=448"],
+    # The parts stage.
+    "no_center_parts": ["mode.center_parts=false"],
+    "stage1_k2_border": ["mode.foreground.source=k2_border"],
+    "blocks_graph": ["mode.collection_graph=blocks"],                 # a graph per image, cross_knn edges in the input
+    "no_spatial_edges": ["mode.spatial_weight=0"],
+    "spatial_2": ["mode.spatial_weight=2"],
+    "knn_10": ["mode.cross_knn=10"],
+    "knn_40": ["mode.cross_knn=40"],
+    "cosine_graph": ["graph.l2=true"],
+    # Optimisation and K.
+    "restarts_1": ["optimizer.restarts=1"],
+    "restarts_8": ["optimizer.restarts=8"],
+    "steps_300": ["optimizer.steps=300"],
+    "lr_1e-2": ["optimizer.lr=1e-2"],
+    "k_8": ["loss.k=8"],                                              # over-clustering (NMI favours more clusters)
+    "cc_kless": ["loss=cc", "loss.k=10"],                             # CC finds its number of parts
+    "collections_of_50": ["mode.collection_size=50"],                 # chunks instead of one GNN for all
 }
-COLUMNS = [("nmi", "NMI"), ("ari", "ARI"), ("nmi_fg", "NMI fg"), ("ari_fg", "ARI fg"), ("corloc", "stage-1 CorLoc"),
-           ("kp_on_parts", "keypoints on parts")]
+COLUMNS = [("nmi", "NMI"), ("ari", "ARI"), ("nmi_fg", "NMI fg"), ("ari_fg", "ARI fg"), ("corloc", "CorLoc"),
+           ("kp_on_parts", "keypoints on parts"), ("n_labels_mean", "labels")]
 
 
 def overrides(lever: list[str], root: str, crop: str) -> list[str]:
@@ -87,7 +100,8 @@ def main() -> None:
                     print(f"  failed: {done.stderr[-1500:]}", flush=True)
                     continue
             runs.append(json.loads(summary.read_text()))
-        cells = [mean_std([r.get(k) for r in runs], 1 if k == "corloc" else 100) for k, _ in COLUMNS]
+        scale = {"corloc": 1, "n_labels_mean": 1}
+        cells = [mean_std([r.get(k) for r in runs], scale.get(k, 100)) for k, _ in COLUMNS]
         rows.append(f"| {name} | " + " | ".join(cells) + f" | {len(runs)} | `{' '.join(LEVERS[name])}` |")
         print(rows[-1], flush=True)
     header = ("| lever | " + " | ".join(t for _, t in COLUMNS) + " | seeds | overrides on BASE |\n"

@@ -14,6 +14,11 @@ from helpers import REPO, config
     (["backbone.name=vit_nonexistent_patch8"], "backbone.name='vit_nonexistent_patch8'"),
     (["backbone.stride=3"], "backbone.stride=3"),
     (["backbone.layer=5"], "backbone.layer=5"),
+    (["backbone.layer=[-1,-1]"], "backbone.layer=[-1, -1]"),   # a list of blocks: each once
+    (["backbone.layer=[0,9]"], "backbone.layer=[0, 9]"),       # tiny_random has 2 blocks
+    (["mode.collection_graph=dense"], "mode.collection_graph='dense'"),
+    (["mode.collection_graph=joint"], "mode.collection_graph=joint with mode.cross_knn=0"),
+    (["method=coseg", "method.thresh=2"], "method.thresh=2"),
     (["backbone.resolution=4"], "backbone.resolution=4"),
     (["+backbone.model_kwargs.nonsense=1"], "backbone.model_kwargs"),
     (["backbone.name=resnet18"], "backbone.name='resnet18' is not a ViT"),  # issue 27, item 10: not model_kwargs
