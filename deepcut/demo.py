@@ -4,7 +4,8 @@ Upload a photo (or pick one of the bundled scikit-image photos), choose the meth
 the bilateral refinement and how many objects (instances) to propose; the page shows the overlay
 with the box (or each instance tinted and boxed in its colour), the label map with its
 legend, the soft-assignment maps (DeepCut) or the eigenvector (TokenCut, DSM), one patch's
-affinity, the box and the time taken. Needs the `[demo]` extra (gradio); runs offline on the
+affinity, the box and the time taken. "Parts across photos" takes several photos as one collection
+(experiment=cub_parts) and tints each part in one colour in every photo. Needs the `[demo]` extra (gradio); runs offline on the
 packaged backbone, and nothing is sent anywhere (gradio's analytics and Hugging Face calls are
 switched off before gradio is imported). Segmenters are cached per settings, so only the first
 request with new settings loads a model.
@@ -170,6 +171,32 @@ def segment(segmenters: Segmenters, path, method: str, loss: str, k: int, mode: 
     return pictures["overlay"], pictures["labels"], maps, "  \n".join(lines)
 
 
+def collection_parts(segmenters: Segmenters, paths, k: int):
+    """Several photos as one collection with the parts recipe (experiment=cub_parts, K parts): (the
+    photos in a grid, each part tinted in its colour, the same colour the same part in every photo;
+    status markdown). Every failure becomes a message in the status; nothing raises."""
+    paths = [p if isinstance(p, (str, os.PathLike)) else (p or {}).get("path") for p in (paths or [])]
+    paths = [p for p in paths if p]
+    if len(paths) < 2:
+        return None, "**Upload at least two photos** of objects of one kind (birds, cats, cars, ...)."
+    try:
+        loaded = [read_photo(p) for p in paths]
+        images = [image for image, _ in loaded]
+        start = time.perf_counter()
+        segmenter = segmenters("deepcut", (), ("experiment=cub_parts", f"loss.k={int(k)}"))
+        out = segmenter(images, ids=[f"photo_{i}" for i in range(len(images))])
+    except PhotoError as err:
+        return None, f"**Cannot use this file.** {err}"
+    except Exception as err:  # noqa: BLE001 - shown on the page; the server log has the traceback
+        log.exception("collection parts failed")
+        return None, f"**Segmentation failed:** {type(err).__name__}: {one_paragraph(err, 400)}"
+    found = sorted({int(v) for o in out for v in o.labels.unique().tolist()} - {0})
+    lines = [f"**Time** {time.perf_counter() - start:.1f} s for {len(images)} photos (one GNN for the collection)",
+             f"**Parts** {len(found)} of K = {int(k)}; the same colour is the same part in every photo"]
+    lines += [f"Note ({Path(p).name}): {n}." for p, (_, notes) in zip(paths, loaded) for n in notes]
+    return visualize.parts_grid(images, [o.labels for o in out], columns=min(4, len(images))), "  \n".join(lines)
+
+
 def no_phoning_home() -> None:
     """Switch off gradio's analytics and version check and any Hugging Face Hub call."""
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
@@ -218,6 +245,18 @@ def build(backbone: str | None = None):
                                   buttons=[])  # no toolbar over the legend
                 maps = gr.Gallery(label="Soft assignment S / eigenvector, and one patch's affinity", columns=3,
                                   height=300, format="png", elem_id="maps")
+        with gr.Accordion("Parts across photos: one collection, the same part in the same colour", open=False):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    uploads = gr.File(label="Photos of one kind of object (two or more)", file_count="multiple",
+                                      file_types=["image"], elem_id="collection")
+                    n_parts = gr.Slider(2, 8, value=4, step=1, label="Parts (K)", elem_id="n_parts")
+                    run_parts = gr.Button("Find parts", elem_id="run_parts")
+                with gr.Column(scale=2):
+                    grid = gr.Image(label="Parts", type="pil", format="png", interactive=False, elem_id="parts")
+                    parts_status = gr.Markdown(elem_id="parts_status")
+            run_parts.click(lambda files, n: collection_parts(segmenters, files, n), [uploads, n_parts],
+                            [grid, parts_status], preprocess=False, api_visibility="private")
         loss.change(lambda name: default_k[name], loss, k)
         method.change(lambda name: (gr.update(interactive=name == "deepcut"), gr.update(interactive=name == "deepcut"),
                                     gr.update(interactive=name == "deepcut" or takes_k(name))), method, [loss, mode, k])

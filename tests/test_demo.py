@@ -264,3 +264,16 @@ def test_demo_in_a_real_browser(tmp_path):
                          if u.split(":")[0] in ("http", "https", "ws", "wss") and not u.split("//")[1].startswith("127.0.0.1"))
         assert not outside, f"the page made requests beyond this machine: {outside[:5]}"
     assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+
+
+@pytest.mark.real
+def test_parts_across_photos_tint_one_collection():
+    """Several uploads as one collection with the parts recipe: one grid picture of all of them,
+    the parts found listed; fewer than two photos or a broken one is a message."""
+    segmenters = demo.Segmenters()
+    photos = [str(PHOTOS[name]) for name in ("chelsea", "coffee", "astronaut")]
+    picture, status = demo.collection_parts(segmenters, [{"path": p} for p in photos], 3)
+    assert picture is not None and picture.width > picture.height  # three photos side by side
+    assert "**Parts** " in status and "for 3 photos" in status
+    assert demo.collection_parts(segmenters, photos[:1], 3)[1].startswith("**Upload at least two photos**")
+    assert demo.collection_parts(segmenters, [photos[0], __file__], 3)[1].startswith("**Cannot use this file.**")
