@@ -9,9 +9,12 @@ Beyond the paper, on purpose:
   * gnn.init=shared starts every image from one initialisation (the original loads one saved
     initialisation for all images), drawn from the run seed, so results still do not depend on
     image order or batching;
-  * a collection mode: one GNN trained on the graphs of several images at once (one loss summed
-    over the graphs, each graph its own block), so a cluster id names the same cluster in every
-    image of the collection.
+  * a collection mode: one GNN trained on several images at once, so a cluster id names the same
+    cluster in every image of the collection: on their graphs side by side (one loss summed over
+    the graphs, each its own block), or on one joint graph over all their patches (each linked to
+    its nearest patches in any image and to its grid neighbours) with one loss;
+  * parts on centred foreground features (mode.center_parts), so that the parts of objects that
+    look different are matched by their place in the object.
 """
 from __future__ import annotations
 
