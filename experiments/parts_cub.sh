@@ -53,7 +53,7 @@ names = {"per_image": "DeepCut N-cut parts, per image (gnn.init=per_image)",
          "shared": "DeepCut N-cut parts, per image, shared init (gnn.init=shared)",
          "collection_ncut": "DeepCut N-cut parts, collection mode (one GNN)",
          "collection_cc": "DeepCut CC parts (K_max 10), collection mode",
-         "coseg": "Pooled k-means co-parts (method=coseg)"}
+         "coseg": "Amir et al. co-parts (method=coseg)"}
 rows = []
 for key, title in names.items():
     runs = [json.loads(p.read_text()) for p in sorted(out.glob(f"{key}_s*/summary.json"))]

@@ -15,7 +15,8 @@ patch grid) to a (h, w) LongTensor mask, 0 = background, 1 = foreground:
   * whole: the whole image as foreground (the trivial baseline);
   * maskcut: up to N normalised cuts, each found object masked out before the next (CutLER's MaskCut,
     Wang et al. 2023): labels 1..n are its objects, for postprocess.instances;
-  * coseg: pooled k-means parts over a collection of images (Amir et al. 2021), `CoSegmentation`.
+  * coseg: part co-segmentation of a collection of images (Amir et al. 2021: k-means with the elbow rule,
+    a saliency vote for the object, k-means parts), `CoSegmentation`.
 
 `seed` is accepted by every method so all are called alike. Tensors in, tensors out: no I/O and
 no config; configs/method/<name>.yaml holds each one's parameters.

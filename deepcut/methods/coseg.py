@@ -33,10 +33,12 @@ from deepcut.registry import method_params, register_method
 
 
 def _kmeans(x: np.ndarray, sample: np.ndarray, k: int, seed: int, n_init: int):
-    """k-means fitted on `sample`'s rows -> (centres (k, C), each row of x's nearest centre, their mean squared distance)."""
+    """k-means fitted on `sample`'s rows (on all of x's where the sample has fewer than k: a small
+    collection) -> (centres (k, C), each row of x's nearest centre, their mean squared distance)."""
     from sklearn.cluster import KMeans  # ~1 s to import: only runs that use k-means pay it
 
-    centres = KMeans(n_clusters=k, n_init=n_init, max_iter=300, random_state=seed).fit(sample).cluster_centers_
+    fitted = sample if len(sample) >= k else x
+    centres = KMeans(n_clusters=k, n_init=n_init, max_iter=300, random_state=seed).fit(fitted).cluster_centers_
     d = ((x[:, None, :] - centres[None]) ** 2).sum(-1)
     return centres, d.argmin(1), float(d.min(1).mean())
 
@@ -84,7 +86,7 @@ class CoSegmentation:
         sample = np.concatenate([d[::self.sample_interval] for d in descs])
         # 1. The elbow rule over the number of clusters.
         previous = None
-        for n in range(1, min(self.max_clusters, len(sample)) + 1):
+        for n in range(1, min(self.max_clusters, len(pooled)) + 1):
             centres, ids, sse = _kmeans(pooled, sample, n, seed, self.n_init)
             if previous is not None and sse > self.elbow * previous:
                 break
