@@ -400,3 +400,13 @@ def test_center_parts_matches_parts_across_objects_that_look_different():
     assert centred[0] == centred[1] and sorted(centred[0].values()) == [1, 2]
     pooled = parts(False)
     assert pooled[0] != pooled[1]  # without it, the parts are told apart by image
+
+
+def test_edge_similarities_are_the_gathered_dot_products_chunk_by_chunk():
+    from deepcut.graph import edge_similarities
+
+    g = torch.Generator().manual_seed(0)
+    f = torch.randn(300, 24, generator=g)
+    i, j = torch.randint(0, 300, (5000,), generator=g), torch.randint(0, 300, (5000,), generator=g)
+    assert torch.equal(edge_similarities(f, i, j, chunk=777), (f[i] * f[j]).sum(-1))
+    assert edge_similarities(f, i[:0], j[:0]).shape == (0,)
