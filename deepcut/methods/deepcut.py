@@ -37,6 +37,7 @@ FOREGROUNDS = ("default", "k2_border")  # mode.foreground.source of parts mode
 COMBINE = ("auto", "best", "vote")
 COLLECTION_GRAPHS = ("blocks", "joint")  # mode.collection_graph
 INITS = ("per_image", "shared")
+STAGE1_BATCH = 8  # images whose stage-1 GNNs a collection trains together (the backbone's default batch)
 
 
 @dataclass
@@ -181,10 +182,14 @@ class DeepCut:
             by_grid: dict[tuple, list[int]] = {}
             for i, (_, grid) in enumerate(items):
                 by_grid.setdefault(tuple(grid), []).append(i)
-            for grid, idx in by_grid.items():
-                stage1 = self._first_stage(torch.stack([items[i][0] for i in idx]), grid, [seeds[i] for i in idx])
-                for i, (labels, _) in zip(idx, stage1):
-                    regions[i] = (labels > 0).nonzero().squeeze(1)
+            for grid, same in by_grid.items():
+                # Stage 1 trains each image's own GNNs: a few images at a time, as a run's batches do
+                # (the results do not depend on it), so 200 images' GNNs are never in memory at once.
+                for start in range(0, len(same), STAGE1_BATCH):
+                    idx = same[start:start + STAGE1_BATCH]
+                    stage1 = self._first_stage(torch.stack([items[i][0] for i in idx]), grid, [seeds[i] for i in idx])
+                    for i, (labels, _) in zip(idx, stage1):
+                        regions[i] = (labels > 0).nonzero().squeeze(1)
         labels = [torch.zeros(f.shape[0], dtype=torch.long, device=f.device) for f, _ in items]
         used = [i for i in order if len(regions[i])]
         k = self.k
