@@ -55,6 +55,7 @@ LEVERS = {
     "steps_300": ["optimizer.steps=300"],
     "lr_1e-2": ["optimizer.lr=1e-2"],
     "k_8": ["loss.k=8"],                                              # over-clustering (NMI favours more clusters)
+    "k_8_merged_to_4": ["loss.k=8", "mode.merge_to=4"],               # over-clustering, then Ward's merge to K = 4
     "cc_kless": ["loss=cc", "loss.k=10"],                             # CC finds its number of parts
     "collections_of_50": ["mode.collection_size=50"],                 # chunks instead of one GNN for all
 }

@@ -410,3 +410,41 @@ def test_edge_similarities_are_the_gathered_dot_products_chunk_by_chunk():
     i, j = torch.randint(0, 300, (5000,), generator=g), torch.randint(0, 300, (5000,), generator=g)
     assert torch.equal(edge_similarities(f, i, j, chunk=777), (f[i] * f[j]).sum(-1))
     assert edge_similarities(f, i[:0], j[:0]).shape == (0,)
+
+
+def test_ward_merge_joins_the_clusters_of_each_group():
+    """Six clusters, two to each of three groups far apart: Ward's rule joins each group's two (the
+    cheapest unions) and never two groups; an empty cluster joins group 0."""
+    from deepcut.methods.deepcut import ward_merge
+
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [0.3, 0.0], [10.0, 0.0], [10.0, 0.4], [0.0, 10.0], [0.2, 10.0]])
+    ids = torch.arange(6).repeat_interleave(torch.tensor([5, 9, 7, 3, 6, 4]))
+    features = centres[ids] + 0.01 * torch.randn(len(ids), 2, generator=g)
+    group = ward_merge(features, ids, 7, 3)
+    assert group[0] == group[1] and group[2] == group[3] and group[4] == group[5]
+    assert len(group[:6].unique()) == 3 and group[6] == 0
+    assert len(ward_merge(features, ids, 7, 1).unique()) == 1
+
+
+@pytest.mark.parametrize("collection", [False, True])
+def test_parts_merged_to_k_coarsen_the_k_found_into_the_true_parts(collection):
+    """mode.merge_to: the same N-cut (K = 6, same seeds) with its parts merged by Ward's rule: every
+    part it found lies inside one merged part, and the merged parts are the scene's two (per image, and
+    with the same ids in both images of a collection)."""
+    items, truths = two_shifted_images()
+    settings = dict(loss="ncut", k=6, mode="parts", center_parts=True, collection_size=2 if collection else 0,
+                    collection_graph="joint", cross_knn=5, spatial_weight=0.1,
+                    optimisation=Optimisation(steps=100, lr=1e-2, restarts=4))
+    merged, found = DeepCut(merge_to=2, **settings), DeepCut(**settings)
+    assert merged.n_parts == 2 and found.n_parts == 6
+
+    def run(method):
+        return method.collection(items, [5, 6]) if collection else [method(f, g, seed=s) for (f, g), s in zip(items, [5, 6])]
+
+    out = run(merged)
+    for lab, parts, truth in zip(out, run(found), truths):
+        assert same_partition(lab, truth)
+        assert all(len(lab[parts == p].unique()) == 1 for p in parts.unique())
+    ids = [{g: int(lab[truth == g][0]) for g in range(3)} for lab, truth in zip(out, truths)]
+    assert ids[0] == ids[1] or not collection

@@ -18,6 +18,8 @@ from helpers import REPO, config
     (["backbone.layer=[0,9]"], "backbone.layer=[0, 9]"),       # tiny_random has 2 blocks
     (["mode.collection_graph=dense"], "mode.collection_graph='dense'"),
     (["mode.collection_graph=joint"], "mode.collection_graph=joint with mode.cross_knn=0"),
+    (["mode.merge_to=2"], "mode.merge_to=2 with mode=single"),
+    (["mode=parts", "loss.k=4", "mode.merge_to=4"], "mode.merge_to=4 with loss.k=4"),
     (["method=coseg", "method.thresh=2"], "method.thresh=2"),
     (["backbone.resolution=4"], "backbone.resolution=4"),
     (["+backbone.model_kwargs.nonsense=1"], "backbone.model_kwargs"),

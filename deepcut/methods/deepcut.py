@@ -71,6 +71,7 @@ class DeepCut:
     collection_graph: str = "blocks"  # blocks: a graph and a loss per image, one GNN | joint: one graph, one loss
     spatial_weight: float = 1.0  # joint graph: weight of the edges between grid neighbours of an image
     center_parts: bool = False  # parts mode: each image's foreground features minus their mean before the parts
+    merge_to: int | None = None  # parts mode: the k parts found merged to this many by Ward's rule (None: kept)
     foreground: dict | None = None  # mode parts, stage 1: {"source": "default", "background", "graph", "gnn", "loss",
                                     # "optimizer"}: the default object recipe; None or source k2_border: the paper's K = 2 cut
     seed: int = 0
@@ -98,6 +99,7 @@ class DeepCut:
                          "background_k": self.background_k, "collection_size": self.collection_size,
                          "cross_knn": self.cross_knn, "collection_graph": self.collection_graph,
                          "spatial_weight": self.spatial_weight, "center_parts": self.center_parts,
+                         "merge_to": self.merge_to,
                          **({"foreground": self.foreground} if self.foreground else {})},
                 "optimizer": asdict(self.optimisation), "graph": asdict(self.graph), "gnn": asdict(self.gnn)}
 
@@ -112,7 +114,7 @@ class DeepCut:
         makes objects, not parts."""
         if self.mode != "parts" or self.loss != "ncut":
             return None
-        return self.k + (self.background_k - 1 if self.split_background else 0)
+        return (self.merge_to or self.k) + (self.background_k - 1 if self.split_background else 0)
 
     @property
     def collects(self) -> bool:
@@ -221,6 +223,9 @@ class DeepCut:
                 labels[i] = vote(soft, items[i][1], self.background)[0]
             return [lab.view(grid) for lab, (_, grid) in zip(labels, items)]
         ids = result.ids[0, result.losses[0].argmin()]
+        if self.mode == "parts" and self.merge_to:
+            ids = ward_merge(torch.cat(nodes), ids, k, self.merge_to)[ids]
+            k = self.merge_to
         size = torch.bincount(ids, minlength=k)
         rank = torch.argsort(size, descending=True, stable=True)
         label_of = torch.zeros_like(rank)  # empty clusters rank last: the labels found are contiguous
@@ -269,7 +274,10 @@ class DeepCut:
                 continue
             result = self._fit(self._part_features(features[idx])[None], [derive_seed(seed, tag)], k)
             best = result.losses[0].argmin()
-            cluster = result.ids[0, best]
+            cluster, soft = result.ids[0, best], result.soft[0, best].T
+            if tag == "fg" and self.merge_to:  # over-clustered: the k parts merged, their probabilities summed
+                group = ward_merge(self._part_features(features[idx]), cluster, k, self.merge_to)
+                cluster, soft, k = group[cluster], soft.new_zeros(self.merge_to, len(idx)).index_add_(0, group, soft), self.merge_to
             # Parts numbered by decreasing size; the background's largest part stays background (0).
             order = torch.argsort(torch.bincount(cluster, minlength=k), descending=True, stable=True)
             rank = torch.empty_like(order)
@@ -277,12 +285,33 @@ class DeepCut:
             label = rank + first if tag == "fg" else torch.where(rank == 0, 0, rank + first - 1)  # cluster -> label
             parts[idx] = label[cluster]
             probs[:, idx] = 0.0
-            probs[label[:, None], idx] = result.soft[0, best].T
+            probs[label[:, None], idx] = soft
         # Empty parts leave gaps: renumber contiguously, keeping 0 for the background.
         values = torch.unique(torch.cat([torch.zeros(1, dtype=parts.dtype, device=parts.device), parts]))
         labels = torch.searchsorted(values, parts)
         return labels, in_label_order(probs, parts, labels)
 
+
+def ward_merge(features: torch.Tensor, ids: torch.Tensor, k: int, merge_to: int) -> torch.Tensor:
+    """Over-clustering merged: (N, C) features with their (N,) cluster ids in [0, k) -> (k,) the group
+    in [0, merge_to) of each cluster. Ward's rule: repeatedly the two groups whose union least raises
+    the features' within-group sum of squares (n_a n_b / (n_a + n_b) |mean_a - mean_b|^2); a cluster
+    without nodes joins group 0."""
+    found = [int(c) for c in ids.unique()]
+    groups = [[c] for c in found]
+    count = [int((ids == c).sum()) for c in found]
+    mean = [features[ids == c].double().mean(dim=0) for c in found]
+    while len(groups) > merge_to:
+        _, a, b = min((count[a] * count[b] / (count[a] + count[b]) * float((mean[a] - mean[b]).square().sum()), a, b)
+                      for a in range(len(groups)) for b in range(a + 1, len(groups)))
+        mean[a] = (count[a] * mean[a] + count[b] * mean[b]) / (count[a] + count[b])
+        count[a] += count[b]
+        groups[a] += groups.pop(b)
+        del count[b], mean[b]
+    group = torch.zeros(k, dtype=torch.long, device=ids.device)
+    for g, members in enumerate(groups):
+        group[members] = g
+    return group
 
 
 def vote(soft: torch.Tensor, grid: tuple[int, int], rule: str = "border") -> tuple[torch.Tensor, torch.Tensor]:
@@ -348,6 +377,15 @@ def check(cfg: DictConfig) -> list[str]:
     check_key(problems, mode, "mode", "spatial_weight", lambda v: is_number(v) and math.isfinite(v) and v >= 0,
               "the weight of the joint graph's edges between grid neighbours: a finite number >= 0")
     check_key(problems, mode, "mode", "center_parts", lambda v: isinstance(v, bool), "use true or false")
+    if mode is not None and mode.get("merge_to") is not None:
+        check_key(problems, mode, "mode", "merge_to", lambda v: is_whole(v) and v >= 1,
+                  "null (keep the loss.k parts) or a whole number of parts >= 1 to merge them to")
+        if mode.get("name") != "parts":
+            problems.append(f"mode.merge_to={mode.merge_to} with mode={mode.get('name')}: merging applies to the parts "
+                            "of mode=parts; set mode=parts or mode.merge_to=null")
+        elif loss is not None and is_whole(mode.merge_to) and is_whole(loss.get("k")) and mode.merge_to >= loss.k:
+            problems.append(f"mode.merge_to={mode.merge_to} with loss.k={loss.k}: merging over-clustered parts needs "
+                            "loss.k > merge_to (e.g. loss.k=8 mode.merge_to=4), or mode.merge_to=null")
     if mode is not None and mode.get("collection_graph") == "joint" and not mode.get("cross_knn"):
         problems.append("mode.collection_graph=joint with mode.cross_knn=0: the joint graph links each patch to its "
                         "cross_knn nearest patches of the collection; set cross_knn >= 1 (e.g. 20)")
@@ -399,7 +437,8 @@ def build(cfg: DictConfig) -> DeepCut:
                    mode=cfg.mode.name, background=cfg.mode.background, split_background=cfg.mode.split_background,
                    background_k=cfg.mode.background_k, collection_size=cfg.mode.collection_size,
                    cross_knn=cfg.mode.cross_knn, collection_graph=cfg.mode.collection_graph,
-                   spatial_weight=cfg.mode.spatial_weight, center_parts=cfg.mode.center_parts, foreground=OmegaConf.to_container(cfg.mode.get("foreground"), resolve=True)
+                   spatial_weight=cfg.mode.spatial_weight, center_parts=cfg.mode.center_parts,
+                   merge_to=cfg.mode.get("merge_to"), foreground=OmegaConf.to_container(cfg.mode.get("foreground"), resolve=True)
                    if cfg.mode.get("foreground") is not None else None, seed=cfg.seed,
                    graph=group("graph"), gnn=group("gnn"), optimisation=group("optimizer"))
 
