@@ -308,10 +308,11 @@ def test_the_cub_parts_experiment_is_the_paper_recipe_plus_the_measured_levers()
     recipe = ["experiment=paper_table3_cub_parts_ncut", "backbone=dinov2_vits14_offline", "backbone.center=true",
               "backbone.layer=[-4,-1]", "mode.foreground.source=default", "mode.collection_size=200",
               "mode.collection_graph=joint", "mode.cross_knn=20", "mode.spatial_weight=1.0", "mode.center_parts=true",
-              "optimizer.restarts=4"]
+              "graph.l2=true", "optimizer.restarts=4", "optimizer.steps=300"]
     cfg = compose_config(overrides=["experiment=cub_parts"])
     assert cfg == compose_config(overrides=recipe)
-    assert (cfg.loss.name, cfg.loss.k, cfg.optimizer.steps, cfg.dataset.crop) == ("ncut", 4, 100, "none")
+    assert (cfg.loss.name, cfg.loss.k, cfg.dataset.crop) == ("ncut", 4, "none")
+    assert compose_config(overrides=["experiment=cub_parts", *levers.START]).optimizer.steps == 100
 
 
 @pytest.mark.real
@@ -319,7 +320,7 @@ def test_the_cub_parts_experiment_is_the_paper_recipe_plus_the_measured_levers()
 def test_cub_parts_recipe_finds_parts_that_match_the_keypoints(tmp_path):
     """The offline backbone on 40 real CUB photos of the 10 species (every 4th photo; whole photos, one
     collection): the parts recipe's NMI against the 15 keypoints stays above a floor that the previous
-    recipe (CC parts, a graph per image, last block only) fails. Measured, seeds 0-2: 0.18, 0.16, 0.19
+    recipe (CC parts, a graph per image, last block only) fails. Measured, seeds 0-2: 0.14, 0.17, 0.16
     against 0.08, 0.09, 0.08."""
     import deepcut
     from deepcut.datasets import CUB
