@@ -183,7 +183,9 @@ def run(cfg: DictConfig, out: Path, hc) -> tuple[int, str, object]:
         if distilling:  # the teacher's masks are the targets: no ground truth is read, nor recorded
             dataset = dataset.without_ground_truth()
         teacher = teacher_of(cfg, dataset) if distilling and cfg.task.teacher_dir else None
-        if problem := objective_problem(cfg, dataset):
+        # Only a sweep reads the objective back: a single run (experiment=cub_parts on a folder of
+        # one's own photos) goes on without the ground truth it would be scored by.
+        if hc.mode == RunMode.MULTIRUN and (problem := objective_problem(cfg, dataset)):
             raise ConfigError(problem)
         validate_architecture(cfg.backbone)
         from deepcut import rundir  # the stages (timm, 3 s) only once the settings and the data pass

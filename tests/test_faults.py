@@ -295,3 +295,15 @@ def test_a_sweep_whose_objective_the_data_cannot_give_stops_at_its_first_trial(t
     assert done.returncode == 2 and "Traceback" not in done.stdout + done.stderr
     assert "objective=miou: needs masks as ground truth, and demo has none" in done.stderr
     assert list(job_dirs(tmp_path / "sweep")) == ["0"]  # no second trial
+
+
+@pytest.mark.slow
+def test_a_single_run_goes_on_without_its_objectives_ground_truth(tmp_path):
+    """Only a sweep reads the objective: a paper experiment's objective=nmi (experiment=cub_parts)
+    must not stop a single run on one's own photos, which have no parts to score."""
+    cmd = [sys.executable, "run.py", "experiment=cub_parts", "dataset=demo", "backbone=tiny_random", "backbone.layer=-1",
+           "dataset.limit=2", f"hydra.run.dir={tmp_path / 'run'}"]
+    done = subprocess.run(cmd, cwd=REPO, env=env(tmp_path / "cache"), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["n_images"] == 2 and summary["complete"] and "nmi" not in summary

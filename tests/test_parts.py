@@ -313,6 +313,9 @@ def test_the_cub_parts_experiment_is_the_paper_recipe_plus_the_measured_levers()
     assert cfg == compose_config(overrides=recipe)
     assert (cfg.loss.name, cfg.loss.k, cfg.dataset.crop) == ("ncut", 4, "none")
     assert compose_config(overrides=["experiment=cub_parts", *levers.START]).optimizer.steps == 100
+    # On a user's own photos (the README's command) the dataset's settings are the folder's own.
+    folder = compose_config(overrides=["experiment=cub_parts", "dataset=folder"]).dataset
+    assert folder == compose_config(overrides=["dataset=folder"]).dataset
 
 
 @pytest.mark.real
