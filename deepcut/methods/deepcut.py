@@ -272,11 +272,12 @@ class DeepCut:
                 parts[idx], probs[:, idx] = part, 0.0
                 probs[part, idx] = 1.0
                 continue
-            result = self._fit(self._part_features(features[idx])[None], [derive_seed(seed, tag)], k)
+            nodes = self._part_features(features[idx])
+            result = self._fit(nodes[None], [derive_seed(seed, tag)], k)
             best = result.losses[0].argmin()
             cluster, soft = result.ids[0, best], result.soft[0, best].T
             if tag == "fg" and self.merge_to:  # over-clustered: the k parts merged, their probabilities summed
-                group = ward_merge(self._part_features(features[idx]), cluster, k, self.merge_to)
+                group = ward_merge(nodes, cluster, k, self.merge_to)
                 cluster, soft, k = group[cluster], soft.new_zeros(self.merge_to, len(idx)).index_add_(0, group, soft), self.merge_to
             # Parts numbered by decreasing size; the background's largest part stays background (0).
             order = torch.argsort(torch.bincount(cluster, minlength=k), descending=True, stable=True)
