@@ -11,12 +11,13 @@ The problem then lives on the vertices y (x = S^T y) and is a sparse SPD linear 
 A y = b (eqs. 5-8), solved by preconditioned conjugate gradients.
 
 Memory and time are linear in the number of pixels N = H*W: the grid has V <= N vertices, S is
-one vertex index per pixel, B has at most 11*V non-zeros (the centre plus +-1 along 5 axes) and A
-the same pattern; the rest are a few per-pixel float64/int64 vectors (~120 bytes per pixel on a
-natural photo, ~175 in the worst case V ~ N, pure noise). Vertices are found by hashing, not by
-sorting the pixels, and the conjugate gradients run on the V vertices with plain array
-arithmetic: a BLAS call on vectors this short costs more in thread hand-offs than it computes
-(scipy's cg took 20x longer on two busy cores).
+one vertex index per pixel, B is 2 * AXES * I plus a 0/1 neighbour matrix of at most 10*V
+non-zeros (+-1 along 5 axes), and A is never assembled (`system`: diagonals around B); the rest
+are a few per-pixel float64/int64 vectors (~120 bytes per pixel on a natural photo, ~175 in the
+worst case V ~ N, pure noise). Vertices are found by hashing, not by sorting the pixels, and the
+conjugate gradients run on the V vertices with plain array arithmetic: a BLAS call on vectors
+this short costs more in thread hand-offs than it computes (scipy's cg took 20x longer on two
+busy cores).
 
 Two backends, one algorithm: NumPy/SciPy (`bilateral_solve`, the CPU path) and torch
 (`bilateral_solve_torch`, any device: the CUDA path), sharing `conjugate_gradients`; a test holds
@@ -66,8 +67,9 @@ def _strides(extents: list[int]) -> list[int]:
 def bilateral_grid(image: np.ndarray, sigma_spatial: float, sigma_luma: float,
                    sigma_chroma: float) -> tuple[np.ndarray, sparse.csr_matrix]:
     """The simplified bilateral grid (eq. 3): each pixel's vertex (N,) (the splat S as an index:
-    pixel i falls in vertex floor((x, y, luma, u, v) / sigma)) and the blur B (V, V), the [1 2 1]
-    blur along each of the 5 axes, summed, between the vertices that exist."""
+    pixel i falls in vertex floor((x, y, luma, u, v) / sigma)) and the grid's neighbours (V, V),
+    1 between vertices one step apart along one of the 5 axes: B, the [1 2 1] blur along each
+    axis summed, is 2 * AXES * I + neighbours. Vertices are numbered as they first occur."""
     h, w = image.shape[:2]
     extents = _grid_extents(h, w, (sigma_spatial, sigma_luma, sigma_chroma))
     strides = _strides(extents)
@@ -79,31 +81,19 @@ def bilateral_grid(image: np.ndarray, sigma_spatial: float, sigma_luma: float,
         + ((np.arange(h) / sigma_spatial).astype(np.int64) * strides[1] + sum(strides))[:, None]
     for channel, sigma, stride in zip(yuv, (sigma_luma, sigma_chroma, sigma_chroma), strides[2:]):
         key += (channel / sigma).astype(np.int64) * stride
-    # Vertices by hashing the N keys (O(N)); only the V distinct ones are sorted, so vertex ids
-    # are in key order, as np.unique would number them.
-    codes, found = pd.factorize(key.ravel())
-    order = np.argsort(found)
-    vertices, rank = found[order], np.empty_like(order)
-    rank[order] = np.arange(len(order))
+    # Vertices by hashing the N keys (O(N), no sort: the answer does not depend on their order).
+    vertex, vertices = pd.factorize(key.ravel())
     n_vertices = len(vertices)
-    # Neighbour along axis d is the key + stride_d; it is a vertex iff that key occurs in the grid
-    # (the - stride_d neighbours are the same pairs reversed): one hashed lookup of all 5 V keys.
-    # A (V, 1 + 2 * AXES) table of them, -1 where absent, read row by row, is B in CSR form with no
-    # sort: the centre first in each row.
+    # Vertex i's neighbour along axis d has the key + stride_d, if that key occurs in the grid (the
+    # - stride_d neighbours are the same pairs reversed): one hashed lookup of all 5 V keys.
     found_at = pd.Index(vertices).get_indexer((vertices[None, :] + np.array(strides)[:, None]).ravel())
-    table = np.full((n_vertices, 1 + 2 * AXES), -1, dtype=np.int64)
-    table[:, 0] = np.arange(n_vertices)
-    for d, pos in enumerate(found_at.reshape(AXES, n_vertices)):
-        hit = np.flatnonzero(pos >= 0)
-        table[hit, 1 + 2 * d], table[pos[hit], 2 + 2 * d] = pos[hit], hit
-    present = table >= 0
-    indices = table[present]
-    indptr = np.zeros(n_vertices + 1, dtype=np.int64)
-    np.cumsum(present.sum(1), out=indptr[1:])
-    weights = np.ones(len(indices))  # the [1 2 1] blur along each axis, summed: 2 per axis at the centre
-    weights[indptr[:-1]] = 2.0 * AXES
-    blur = sparse.csr_matrix((weights, indices, indptr), shape=(n_vertices, n_vertices))
-    return rank[codes], blur
+    hit = np.flatnonzero(found_at >= 0)
+    i, j = hit % n_vertices, found_at[hit]
+    neighbours = sparse.coo_matrix((np.ones(2 * len(hit)), (np.concatenate([i, j]), np.concatenate([j, i]))),
+                                   shape=(n_vertices, n_vertices))
+    # Each pair occurs once: scipy need not sort and sum duplicates (as long as the rest of the grid).
+    neighbours.has_canonical_format = True
+    return vertex, neighbours.tocsr()
 
 
 def bistochastize(mass, blur_matvec, iters: int = BISTOCHASTIC_ITERS):
@@ -119,27 +109,44 @@ def bistochastize(mass, blur_matvec, iters: int = BISTOCHASTIC_ITERS):
     return n * blur_matvec(n), n
 
 
+def system(spread, mass, c_splat, lam: float):
+    """Eq. 7's A = lam (D_m - D_n B D_n) + diag(S c) as its diagonal and a matvec, never assembled:
+    B y = 2 * AXES * y + spread(y) with ``spread`` the grid's neighbours applied (1 between
+    vertices one step apart), D_m and D_n from `bistochastize`. Arrays of either backend."""
+    m, n = bistochastize(mass, lambda y: spread(y) + 2.0 * AXES * y)
+    diagonal = lam * (m - 2.0 * AXES * n * n) + c_splat
+    lam_n = lam * n
+
+    def matvec(y):
+        smooth = spread(n * y)
+        smooth *= lam_n
+        return diagonal * y - smooth
+    return diagonal, matvec
+
+
 def conjugate_gradients(matvec, b, x0, inverse_diagonal, rtol: float, maxiter: int):
     """Jacobi-preconditioned conjugate gradients for A x = b, as scipy.sparse.linalg.cg(rtol=rtol,
     atol=0, maxiter=maxiter, M=diag(inverse_diagonal)) computes them, on NumPy arrays or torch
-    tensors alike; reductions are array sums, never BLAS calls (see the module's note)."""
+    tensors alike; reductions are array sums, never BLAS calls (see the module's note), and the
+    iterates are updated in place (a V-vector allocation costs as much as the arithmetic)."""
     limit = rtol * float((b * b).sum()) ** 0.5
     if limit == 0:  # b = 0: x = 0, as scipy answers
         return b * 0
-    x = x0
+    x = x0 * 1
     r = b - matvec(x)
     z = inverse_diagonal * r
-    p, rz = z, float((r * z).sum())
+    p, rz = z * 1, float((r * z).sum())
     for _ in range(maxiter):
         if float((r * r).sum()) ** 0.5 < limit:
             break
         ap = matvec(p)
         alpha = rz / float((p * ap).sum())
-        x = x + alpha * p
-        r = r - alpha * ap
+        x += alpha * p
+        r -= alpha * ap
         z = inverse_diagonal * r
         rz, previous = float((r * z).sum()), rz
-        p = z + (rz / previous) * p
+        p *= rz / previous
+        p += z
     return x
 
 
@@ -161,25 +168,18 @@ def bilateral_solve(image: np.ndarray, target: np.ndarray, confidence: np.ndarra
     t = target.astype(np.float64).ravel()
     c = np.ones_like(t) if confidence is None else confidence.astype(np.float64).ravel()
 
-    vertex, blur = bilateral_grid(image, sigma_spatial, sigma_luma, sigma_chroma)
-    v = blur.shape[0]
+    vertex, neighbours = bilateral_grid(image, sigma_spatial, sigma_luma, sigma_chroma)
+    v = neighbours.shape[0]
     splat = lambda values: np.bincount(vertex, weights=values, minlength=v)  # noqa: E731 - S values
     mass = np.bincount(vertex, minlength=v).astype(np.float64)  # S 1
-    m, n = bistochastize(mass, blur.dot)
-    # Eq. 7: A = lam (D_m - D_n B D_n) + diag(S c),  b = S (c * t), on B's pattern entry by entry.
     c_splat = mass if confidence is None else splat(c)
-    rows = np.repeat(np.arange(v), np.diff(blur.indptr))
-    centre = rows == blur.indices  # one per row, in row order
-    data = n[rows] * blur.data * n[blur.indices]  # D_n B D_n
-    data[centre] = lam * (m - data[centre]) + c_splat
-    data[~centre] *= -lam
-    a = sparse.csr_matrix((data, blur.indices, blur.indptr), shape=blur.shape)
+    diagonal, matvec = system(neighbours.dot, mass, c_splat, lam)
     b = splat(c * t)
     # Jacobi preconditioner and the "flat" start y0 = S(c t) / S(c) (B&P sec. 4, as TokenCut).
     # Where no pixel of a vertex has confidence, the system may not pin it down (an isolated
     # vertex has an all-zero row), so it starts from, and there keeps, its plain mean S t / S 1.
     y0 = np.divide(b, c_splat, out=splat(t) / mass, where=c_splat > 0)
-    y = conjugate_gradients(a.dot, b, y0, 1.0 / np.maximum(a.diagonal(), A_DIAG_MIN), cg_tol, cg_maxiter)
+    y = conjugate_gradients(matvec, b, y0, 1.0 / np.maximum(diagonal, A_DIAG_MIN), cg_tol, cg_maxiter)
     # Eq. 8: slice the vertex solution back to the pixels, x = S^T y.
     return y[vertex].reshape(target.shape)
 
@@ -201,7 +201,7 @@ def bilateral_solve_torch(image: torch.Tensor, target: torch.Tensor, confidence:
     key = torch.zeros((h, w), dtype=torch.long, device=device)
     for c, e in zip(coords, extents):
         key = key * e + (c + 1)
-    vertices, vertex = torch.unique(key.flatten(), return_inverse=True)  # sorted: np's vertex order
+    vertices, vertex = torch.unique(key.flatten(), return_inverse=True)  # sorted; the order does not change the answer
     v = len(vertices)
     rows, cols = [], []
     for stride in _strides(extents):
@@ -213,17 +213,15 @@ def bilateral_solve_torch(image: torch.Tensor, target: torch.Tensor, confidence:
     rows, cols = torch.cat(rows), torch.cat(cols)
     neighbours = torch.sparse_coo_tensor(torch.stack([rows, cols]), torch.ones(len(rows), dtype=torch.float64, device=device),
                                          (v, v), check_invariants=False).coalesce()
-    spread = lambda y: torch.sparse.mm(neighbours, y[:, None])[:, 0]  # noqa: E731 - B's off-diagonal part
-    blur = lambda y: spread(y) + 2.0 * AXES * y  # noqa: E731 - B y
+    spread = lambda y: torch.sparse.mm(neighbours, y[:, None])[:, 0]  # noqa: E731
     t = target.double().flatten()
     c = torch.ones_like(t) if confidence is None else confidence.double().flatten()
     splat = lambda values: torch.zeros(v, dtype=torch.float64, device=device).index_add_(0, vertex, values)  # noqa: E731
-    m, n = bistochastize(splat(torch.ones_like(t)), blur)
+    mass = splat(torch.ones_like(t))
     c_splat = splat(c)
-    diagonal = lam * (m - 2.0 * AXES * n * n) + c_splat
-    matvec = lambda y: diagonal * y - lam * n * spread(n * y)  # noqa: E731 - A y, eq. 7
+    diagonal, matvec = system(spread, mass, c_splat, lam)
     b = splat(c * t)
-    y0 = torch.where(c_splat > 0, b / c_splat.clamp_min(torch.finfo(torch.float64).tiny), splat(t) / splat(torch.ones_like(t)))
+    y0 = torch.where(c_splat > 0, b / c_splat.clamp_min(torch.finfo(torch.float64).tiny), splat(t) / mass)
     y = conjugate_gradients(matvec, b, y0, 1.0 / diagonal.clamp_min(A_DIAG_MIN), cg_tol, cg_maxiter)
     return y[vertex].view(h, w)
 
