@@ -72,6 +72,21 @@ def test_a_checkpoint_for_other_features_or_no_head_is_refused(tmp_path):
         distil.Head(8, "cnn")
 
 
+def test_the_token_head_recipe_gives_both_of_its_runs_the_same_features(tmp_path):
+    """experiment=head_token: the distil run and the method=head run read the last block's uncentred
+    tokens, so its head loads there and is refused by a run on the default's centred keys."""
+    trained = compose_config(overrides=["task=distil", "experiment=head_token"])
+    used = compose_config("head", overrides=["experiment=head_token", f"method.checkpoint={tmp_path / 'head.pt'}"])
+    assert (trained.backbone.facet, trained.backbone.center, trained.task.name) == ("token", False, "distil")
+    assert distil.feature_settings(used.backbone) == distil.feature_settings(trained.backbone)
+    assert used.postprocess.bilateral_params.max_side == 256  # the speed the recipe was measured at
+    _, feats, targets = separable(dim=8)
+    distil.save(tmp_path / "head.pt", distil.fit(feats, targets, epochs=1)[0], trained.backbone, {})
+    distil.load(tmp_path / "head.pt", used.backbone)
+    with pytest.raises(ConfigError, match="backbone.facet='token', this run's is 'key'"):
+        distil.load(tmp_path / "head.pt", compose_config("head").backbone)
+
+
 @pytest.mark.slow
 def test_distil_trains_a_head_without_reading_ground_truth_and_the_head_segments(tmp_path):
     """run.py task=distil on images whose masks are unreadable (a run that read them would fail those
