@@ -91,7 +91,7 @@ def bilateral_grid(image: np.ndarray, sigma_spatial: float, sigma_luma: float,
     i, j = hit % n_vertices, found_at[hit]
     neighbours = sparse.coo_matrix((np.ones(2 * len(hit)), (np.concatenate([i, j]), np.concatenate([j, i]))),
                                    shape=(n_vertices, n_vertices))
-    # Each pair occurs once: scipy need not sort and sum duplicates (as long as the rest of the grid).
+    # Each pair occurs once, so scipy need not sort the pairs to sum duplicates (a sort as long as the rest of the grid).
     neighbours.has_canonical_format = True
     return vertex, neighbours.tocsr()
 
@@ -135,7 +135,7 @@ def conjugate_gradients(matvec, b, x0, inverse_diagonal, rtol: float, maxiter: i
     x = x0 * 1
     r = b - matvec(x)
     z = inverse_diagonal * r
-    p, rz = z * 1, float((r * z).sum())
+    p, rz = z, float((r * z).sum())  # p may start as z: z is rebound, never updated in place
     for _ in range(maxiter):
         if float((r * r).sum()) ** 0.5 < limit:
             break

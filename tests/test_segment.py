@@ -333,7 +333,7 @@ def test_labels_follow_the_refined_mask():
     mask[1:3, 1:4] = True  # the refinement drops nothing here, adds column 3 and rows 1-2
     mask[2, 1] = False     # and removes one part pixel
     out = labels_within(labels, mask)  # patch grid = image grid here
-    assert torch.equal(out > 0, mask)
+    assert torch.equal(out > 0, mask) and out.dtype == labels.dtype  # the labels' own dtype (int64), not bytes
     assert out[1, 3] == 2 and out[2, 3] == 1 and out[2, 2] == 1 and out[1, 1] == 2  # nearest part's label
     empty = torch.zeros(3, 3, dtype=torch.long)
     assert torch.equal(labels_within(empty, torch.ones(3, 3, dtype=torch.bool)), torch.ones(3, 3, dtype=torch.long))
